@@ -1,0 +1,365 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftsnap/testbed/engines"
+	"github.com/raftsnap/testbed/engines/bbolt"
+	"github.com/raftsnap/testbed/engines/pebble"
+	"github.com/raftsnap/testbed/snapshot"
+)
+
+// The data set: 16-byte random keys, 100-byte random values.
+const (
+	benchKeyLen   = 16
+	benchValueLen = 100
+)
+
+var benchSizes = []int{250_000, 1_000_000}
+
+// genSource yields n pairs with sorted random keys and random values from a
+// fixed seed, without holding the values in memory.
+type genSource struct {
+	keys  [][]byte
+	value []byte
+	rng   *rand.Rand
+	i     int
+}
+
+func newGenSource(n int) *genSource {
+	rng := rand.New(rand.NewPCG(uint64(n), 42))
+	keys := make([][]byte, n)
+	arena := make([]byte, n*benchKeyLen)
+	for i := range keys {
+		k := arena[i*benchKeyLen : (i+1)*benchKeyLen]
+		for j := 0; j < benchKeyLen; j += 8 {
+			binary.LittleEndian.PutUint64(k[j:], rng.Uint64())
+		}
+		keys[i] = k
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	keys = slices.CompactFunc(keys, func(a, b []byte) bool { return bytes.Equal(a, b) })
+	return &genSource{keys: keys, value: make([]byte, benchValueLen), rng: rng}
+}
+
+func (g *genSource) Next() bool {
+	if g.i >= len(g.keys) {
+		return false
+	}
+	for j := 0; j+8 <= benchValueLen; j += 8 {
+		binary.LittleEndian.PutUint64(g.value[j:], g.rng.Uint64())
+	}
+	g.i++
+	return true
+}
+func (g *genSource) Key() []byte   { return g.keys[g.i-1] }
+func (g *genSource) Value() []byte { return g.value }
+func (g *genSource) Err() error    { return nil }
+func (g *genSource) rewind()       { g.i = 0 }
+func (g *genSource) bytes() int64  { return int64(len(g.keys)) * (benchKeyLen + benchValueLen) }
+
+type benchEngine struct {
+	name string
+	open func(dir string) (engines.Engine, error)
+}
+
+var benchEngines = []benchEngine{
+	{"bbolt", func(dir string) (engines.Engine, error) {
+		return bbolt.Open(filepath.Join(dir, "bolt.db"), bbolt.Options{})
+	}},
+	{"pebble", func(dir string) (engines.Engine, error) {
+		return pebble.Open(filepath.Join(dir, "pebble"), pebble.Options{})
+	}},
+}
+
+// loaded caches one loaded engine per (engine, size) for the whole benchmark
+// binary, so that set-up is paid once and never timed.
+var loaded = struct {
+	sync.Mutex
+	m map[string]*loadedEngine
+}{m: map[string]*loadedEngine{}}
+
+type loadedEngine struct {
+	engine engines.Engine
+	bytes  int64
+	stream []byte // the encoded snapshot of the contents
+}
+
+func load(b *testing.B, be benchEngine, n int) *loadedEngine {
+	loaded.Lock()
+	defer loaded.Unlock()
+	key := fmt.Sprintf("%s/%d", be.name, n)
+	if le, ok := loaded.m[key]; ok {
+		return le
+	}
+	dir, err := makeDir(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := be.open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := newGenSource(n)
+	if err := e.Install(src, engines.Applied{Index: 1, Term: 1}); err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	v, _ := e.View()
+	it, _ := v.Iter()
+	if _, err := snapshot.Encode(&buf, snapshot.HeaderFor(v.Applied()), it); err != nil {
+		b.Fatal(err)
+	}
+	it.Close()
+	v.Close()
+	le := &loadedEngine{engine: e, bytes: src.bytes(), stream: buf.Bytes()}
+	loaded.m[key] = le
+	return le
+}
+
+// benchDirs are removed when the benchmark binary exits (TestMain).
+var benchDirs []string
+
+func makeDir(name string) (string, error) {
+	dir, err := mkdirTemp("snapbench-")
+	if err == nil {
+		benchDirs = append(benchDirs, dir)
+	}
+	return dir, err
+}
+
+// heapPeak samples the live heap while a measured section runs and reports
+// how far it rose above the heap at the section's start.
+type heapPeak struct {
+	stop  chan struct{}
+	done  chan struct{}
+	base  uint64
+	peak  uint64
+	probe []metrics.Sample
+}
+
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+func startHeapPeak() *heapPeak {
+	runtime.GC()
+	h := &heapPeak{stop: make(chan struct{}), done: make(chan struct{}), probe: []metrics.Sample{{Name: heapMetric}}}
+	h.base = h.read()
+	h.peak = h.base
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(200 * time.Microsecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				h.peak = max(h.peak, h.read())
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapPeak) read() uint64 {
+	metrics.Read(h.probe)
+	return h.probe[0].Value.Uint64()
+}
+
+// finish stops sampling and returns the rise in MiB.
+func (h *heapPeak) finish() float64 {
+	close(h.stop)
+	<-h.done
+	h.peak = max(h.peak, h.read())
+	return float64(h.peak-h.base) / (1 << 20)
+}
+
+func streamView(b *testing.B, e engines.Engine, w io.Writer) {
+	v, err := e.View()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	it, err := v.Iter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Close()
+	if _, err := snapshot.Encode(w, snapshot.HeaderFor(v.Applied()), it); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// rawIterate reads every key and value byte of a view through a CRC32C:
+// the least work any checksummed stream can do.
+func rawIterate(b *testing.B, e engines.Engine) uint32 {
+	v, err := e.View()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	it, err := v.Iter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Close()
+	var crc uint32
+	table := crc32.MakeTable(crc32.Castagnoli)
+	for it.Next() {
+		crc = crc32.Update(crc, table, it.Key())
+		crc = crc32.Update(crc, table, it.Value())
+	}
+	if err := it.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return crc
+}
+
+// BenchmarkSnapshot measures the streaming snapshot path: stream (view ->
+// encoded stream, to a discarding sink) beside raw iteration of the same
+// engine, and install (encoded stream -> decoder -> atomic install).
+func BenchmarkSnapshot(b *testing.B) {
+	for _, be := range benchEngines {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("stream/%s/keys=%d", be.name, n), func(b *testing.B) {
+				le := load(b, be, n)
+				b.SetBytes(le.bytes)
+				peak := startHeapPeak()
+				b.ResetTimer()
+				for range b.N {
+					streamView(b, le.engine, io.Discard)
+				}
+				b.StopTimer()
+				b.ReportMetric(peak.finish(), "peak-heap-MiB")
+				streamSecs := b.Elapsed().Seconds()
+				start := time.Now()
+				for range b.N {
+					rawIterate(b, le.engine)
+				}
+				rawSecs := time.Since(start).Seconds()
+				mb := float64(le.bytes) * float64(b.N) / 1e6
+				b.ReportMetric(mb/rawSecs, "raw-MB/s")
+				b.ReportMetric(rawSecs/streamSecs, "stream/raw")
+			})
+		}
+	}
+	for _, be := range benchEngines {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("install/%s/keys=%d", be.name, n), func(b *testing.B) {
+				le := load(b, be, n)
+				dir, err := makeDir("install")
+				if err != nil {
+					b.Fatal(err)
+				}
+				target, err := be.open(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer target.Close()
+				b.SetBytes(le.bytes)
+				peak := startHeapPeak()
+				b.ResetTimer()
+				for range b.N {
+					if _, err := snapshot.Restore(target, bytes.NewReader(le.stream)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(peak.finish(), "peak-heap-MiB")
+			})
+		}
+	}
+}
+
+// BenchmarkSeedBuffered measures the seed design's approach for
+// comparison: the whole snapshot is built in one in-memory buffer (its
+// Cursor<Vec<u8>>), and install inserts into the live keyspace in
+// 10,000-pair batches (not atomic, and stale keys survive).
+func BenchmarkSeedBuffered(b *testing.B) {
+	for _, be := range benchEngines {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("stream/%s/keys=%d", be.name, n), func(b *testing.B) {
+				le := load(b, be, n)
+				b.SetBytes(le.bytes)
+				peak := startHeapPeak()
+				b.ResetTimer()
+				for range b.N {
+					var buf bytes.Buffer
+					streamView(b, le.engine, &buf)
+				}
+				b.StopTimer()
+				b.ReportMetric(peak.finish(), "peak-heap-MiB")
+			})
+			b.Run(fmt.Sprintf("install/%s/keys=%d", be.name, n), func(b *testing.B) {
+				le := load(b, be, n)
+				dir, err := makeDir("seed-install")
+				if err != nil {
+					b.Fatal(err)
+				}
+				target, err := be.open(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer target.Close()
+				b.SetBytes(le.bytes)
+				peak := startHeapPeak()
+				b.ResetTimer()
+				for range b.N {
+					// The seed reads the whole snapshot into memory first.
+					buffered := bytes.Clone(le.stream)
+					dec, err := snapshot.NewDecoder(bytes.NewReader(buffered))
+					if err != nil {
+						b.Fatal(err)
+					}
+					var batch engines.Batch
+					for dec.Next() {
+						batch.Put(bytes.Clone(dec.Key()), bytes.Clone(dec.Value()))
+						if len(batch.Ops) == 10_000 {
+							if err := target.Write(batch); err != nil {
+								b.Fatal(err)
+							}
+							batch = engines.Batch{}
+						}
+					}
+					if err := target.Write(batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(peak.finish(), "peak-heap-MiB")
+			})
+		}
+	}
+}
+
+// BenchmarkView measures taking (and releasing) a point-in-time view, which
+// must cost microseconds whatever the engine holds.
+func BenchmarkView(b *testing.B) {
+	for _, be := range benchEngines {
+		for _, n := range []int{1_000, 1_000_000} {
+			b.Run(fmt.Sprintf("%s/keys=%d", be.name, n), func(b *testing.B) {
+				le := load(b, be, n)
+				b.ResetTimer()
+				for range b.N {
+					v, err := le.engine.View()
+					if err != nil {
+						b.Fatal(err)
+					}
+					v.Close()
+				}
+			})
+		}
+	}
+}
