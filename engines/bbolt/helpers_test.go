@@ -49,17 +49,17 @@ func genPairs(n int, prefix, tag string) []kv {
 // applied.
 func writePairs(t *testing.T, e *Engine, pairs []kv, applied engines.Applied) {
 	t.Helper()
-	for start := 0; start < len(pairs) || start == 0; start += 100 {
-		var b engines.Batch
-		for _, p := range pairs[start:min(start+100, len(pairs))] {
+	for start := 0; ; start += 100 {
+		end := min(start+100, len(pairs))
+		b := engines.Batch{Applied: applied}
+		for _, p := range pairs[start:end] {
 			b.Put(p.key, p.value)
 		}
-		b.Applied = applied
 		if err := e.Write(b); err != nil {
 			t.Fatalf("Write: %v", err)
 		}
-		if len(pairs) == 0 {
-			break
+		if end == len(pairs) {
+			return
 		}
 	}
 }

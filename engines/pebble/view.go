@@ -17,7 +17,13 @@ func (e *Engine) View() (engines.View, error) {
 		return nil, err
 	}
 	v, err := e.newView()
-	return v, e.leave(err)
+	if err = e.leave(err); err != nil {
+		if v != nil { // Pebble failed fatally meanwhile
+			err = errors.Join(err, v.Close())
+		}
+		return nil, err // not a typed nil inside the interface
+	}
+	return v, nil
 }
 
 func (e *Engine) newView() (*view, error) {
