@@ -27,6 +27,7 @@ import (
 // RecoverFromSnapshots).
 type FSM struct {
 	engine engines.Engine
+	hooks  FSMHooks
 
 	// mu guards the fields below. Raft calls ApplyBatch, Snapshot and
 	// Restore from one goroutine; mu is for readers on other goroutines.
@@ -40,14 +41,25 @@ type FSM struct {
 	failed error
 }
 
+// FSMHooks are event listeners for the snapshot path, for traces and
+// counters. Each may be nil; they run on raft's goroutines and must return
+// quickly.
+type FSMHooks struct {
+	// Persisted is called after every FSMSnapshot.Persist, with the
+	// position the snapshot reflects and its error (nil when kept).
+	Persisted func(h snapshot.Header, stats snapshot.Stats, err error)
+	// Restored is called after every Restore, successful or not.
+	Restored func(h snapshot.Header, err error)
+}
+
 // NewFSM returns the state machine over e, resuming from the position e
 // recorded.
-func NewFSM(e engines.Engine) (*FSM, error) {
+func NewFSM(e engines.Engine, hooks FSMHooks) (*FSM, error) {
 	applied, err := e.Applied()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: reading applied position: %w", err)
 	}
-	return &FSM{engine: e, applied: applied}, nil
+	return &FSM{engine: e, hooks: hooks, applied: applied}, nil
 }
 
 // ErrFSMFailed wraps the engine error that stopped the state machine.
@@ -168,7 +180,22 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return snapshot.NewFSMSnapshot(v), nil
+	return &observedSnapshot{FSMSnapshot: snapshot.NewFSMSnapshot(v), header: snapshot.HeaderFor(v.Applied()), hooks: f.hooks}, nil
+}
+
+// observedSnapshot reports each Persist to the hooks.
+type observedSnapshot struct {
+	*snapshot.FSMSnapshot
+	header snapshot.Header
+	hooks  FSMHooks
+}
+
+func (s *observedSnapshot) Persist(sink raft.SnapshotSink) error {
+	err := s.FSMSnapshot.Persist(sink)
+	if s.hooks.Persisted != nil {
+		s.hooks.Persisted(s.header, s.FSMSnapshot.Stats, err)
+	}
+	return err
 }
 
 // Restore replaces the engine's contents by the snapshot in rc through the
@@ -178,6 +205,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	h, err := snapshot.Restore(f.engine, rc)
+	if f.hooks.Restored != nil {
+		f.hooks.Restored(h, err)
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: restoring snapshot: %w", err)
 	}
@@ -235,7 +265,11 @@ func RecoverFromSnapshots(f *FSM, store raft.SnapshotStore) (bool, error) {
 	if h.Index <= f.applied.Index {
 		return false, nil
 	}
-	if err := f.engine.Install(dec, h.Applied()); err != nil {
+	err = f.engine.Install(dec, h.Applied())
+	if f.hooks.Restored != nil {
+		f.hooks.Restored(h, err)
+	}
+	if err != nil {
 		return false, fmt.Errorf("cluster: restoring snapshot %s: %w", metas[0].ID, err)
 	}
 	f.applied = h.Applied()

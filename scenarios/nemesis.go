@@ -1,0 +1,386 @@
+package scenarios
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsnap/testbed/faults"
+	"github.com/raftsnap/testbed/sim"
+)
+
+// nemesis executes a fault schedule against a World: each fault starts at
+// its virtual time and heals at its end. It runs on one goroutine, so its
+// random choices (which follower, which minority) come from one seeded
+// stream in program order.
+type nemesis struct {
+	w    *World
+	rng  *rand.Rand
+	base sim.LinkOptions
+	// linkFaults are the active link faults, by schedule index.
+	linkFaults map[int]faults.Fault
+	// nodeIndex maps schedule node indexes to ids.
+	nodeIndex func(int) raft.ServerID
+	// addEngine picks the engine of a node added by a membership fault.
+	addEngine func(int) string
+	skipped   []string
+	mu        sync.Mutex // guards skipped for the report
+}
+
+type step struct {
+	at    time.Duration
+	heal  bool
+	index int
+}
+
+// run executes s until every fault has healed. It returns the faults it
+// skipped (target not live at the start, or not applicable), with reasons.
+func (n *nemesis) run(s faults.Schedule, start time.Time) []string {
+	var steps []step
+	for i, f := range s.Faults {
+		steps = append(steps, step{at: f.At, index: i})
+		if f.Duration > 0 {
+			steps = append(steps, step{at: f.End(), heal: true, index: i})
+		}
+	}
+	// Heals before starts at the same instant (the schedule's contract),
+	// then schedule order.
+	sort.SliceStable(steps, func(a, b int) bool {
+		if steps[a].at != steps[b].at {
+			return steps[a].at < steps[b].at
+		}
+		return steps[a].heal && !steps[b].heal
+	})
+	heals := map[int]func(){}
+	flapStop := map[int]chan struct{}{}
+	var flapWG sync.WaitGroup
+	for _, st := range steps {
+		if d := time.Until(start.Add(st.at)); d > 0 {
+			time.Sleep(d)
+		}
+		f := s.Faults[st.index]
+		if st.heal {
+			if stop, ok := flapStop[st.index]; ok {
+				close(stop)
+				flapWG.Wait()
+				delete(flapStop, st.index)
+			}
+			if h := heals[st.index]; h != nil {
+				h()
+				delete(heals, st.index)
+				n.w.Trace.Record("", "heal", f.String())
+			}
+			continue
+		}
+		heal, err := n.start(st.index, f, flapStop, &flapWG)
+		if err != nil {
+			n.skip(f, err.Error())
+			continue
+		}
+		n.w.CountFault(string(f.Kind))
+		n.w.Trace.Record("", "fault", f.String())
+		heals[st.index] = heal
+	}
+	for i, stop := range flapStop {
+		close(stop)
+		delete(flapStop, i)
+	}
+	flapWG.Wait()
+	return n.skipped
+}
+
+func (n *nemesis) skip(f faults.Fault, why string) {
+	n.mu.Lock()
+	n.skipped = append(n.skipped, fmt.Sprintf("%s: %s", f, why))
+	n.mu.Unlock()
+	n.w.Trace.Record("", "fault-skipped", fmt.Sprintf("%s: %s", f, why))
+}
+
+// resolve turns a target into a live node id at this instant.
+func (n *nemesis) resolve(t faults.Target) (raft.ServerID, error) { return n.resolveTarget(t, false) }
+
+// resolveTarget is resolve, optionally accepting a named node that is down
+// (a link or stream fault aimed at it waits for it to come back).
+func (n *nemesis) resolveTarget(t faults.Target, allowDown bool) (raft.ServerID, error) {
+	switch t.Role {
+	case faults.RoleLeader:
+		l := n.w.Leader()
+		if l == nil {
+			return "", fmt.Errorf("no leader")
+		}
+		return l.ID, nil
+	case faults.RoleFollower:
+		var followers []raft.ServerID
+		leader := n.w.Leader()
+		for _, nd := range n.w.Live() {
+			if (leader == nil || nd.ID != leader.ID) && n.w.isVoter(nd.ID) {
+				followers = append(followers, nd.ID)
+			}
+		}
+		if len(followers) == 0 {
+			return "", fmt.Errorf("no live follower")
+		}
+		return followers[n.rng.IntN(len(followers))], nil
+	case faults.RoleNode:
+		id := n.nodeIndex(t.Node)
+		if allowDown && n.w.exists(id) && !n.w.removed(id) {
+			return id, nil
+		}
+		if n.w.Node(id) == nil {
+			return "", fmt.Errorf("%s is not running", id)
+		}
+		return id, nil
+	}
+	return "", fmt.Errorf("target %s does not name a node", t)
+}
+
+// start begins fault i and returns how to heal it.
+func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, flapWG *sync.WaitGroup) (func(), error) {
+	w := n.w
+	switch f.Kind {
+	case faults.KindLoss, faults.KindDelay, faults.KindDuplicate, faults.KindReorder:
+		if f.Target.Role != faults.RoleAll {
+			id, err := n.resolveTarget(f.Target, true)
+			if err != nil {
+				return nil, err
+			}
+			f.Target = faults.Target{Role: faults.RoleNode, Node: n.indexOf(id)}
+		}
+		n.linkFaults[i] = f
+		n.applyLinks()
+		return func() { delete(n.linkFaults, i); n.applyLinks() }, nil
+
+	case faults.KindPartition, faults.KindFlap:
+		id, err := n.resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		cut := n.partition(f.Shape, id)
+		if f.Kind == faults.KindPartition {
+			cut()
+			return w.Net.HealAll, nil
+		}
+		stop := make(chan struct{})
+		flapStop[i] = stop
+		flapWG.Add(1)
+		go func() {
+			defer flapWG.Done()
+			on := true
+			cut()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(f.Period):
+				}
+				if on {
+					w.Net.HealAll()
+				} else {
+					cut()
+				}
+				on = !on
+			}
+		}()
+		return w.Net.HealAll, nil
+
+	case faults.KindSnapCut, faults.KindSnapCorrupt, faults.KindSnapStall:
+		id, err := n.resolveTarget(f.Target, true)
+		if err != nil {
+			return nil, err
+		}
+		sf := sim.StreamFault{Offset: f.OffsetBytes, Stall: f.Stall}
+		switch f.Kind {
+		case faults.KindSnapCut:
+			sf.Kind = sim.StreamCut
+		case faults.KindSnapCorrupt:
+			sf.Kind = sim.StreamCorrupt
+		default:
+			sf.Kind = sim.StreamStall
+		}
+		for _, from := range w.IDs() {
+			if from != id {
+				w.Net.InjectStreamFault(from, id, sf)
+			}
+		}
+		return func() {
+			for _, from := range w.IDs() {
+				if from != id {
+					w.Net.ClearStreamFaults(from, id)
+				}
+			}
+		}, nil
+
+	case faults.KindCrash, faults.KindPowerLoss:
+		id, err := n.resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		powerLoss := f.Kind == faults.KindPowerLoss
+		if powerLoss && w.engineOf(id) != EnginePebble {
+			// bbolt has no virtual filesystem to drop unsynced writes
+			// from; it gets a process crash.
+			powerLoss = false
+		}
+		if err := w.Crash(id, powerLoss, 100-f.UnsyncedDataPercent, n.rng); err != nil {
+			return nil, err
+		}
+		return func() { n.restart(id) }, nil
+
+	case faults.KindPause:
+		id, err := n.resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		w.Net.Pause(id)
+		return func() { w.Net.Resume(id) }, nil
+
+	case faults.KindDiskError, faults.KindSlowDisk:
+		id, err := n.resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		disk := w.disk(id)
+		if disk == nil {
+			return nil, fmt.Errorf("%s is a bbolt node: no virtual disk", id)
+		}
+		if f.Kind == faults.KindDiskError {
+			disk.setErrorProbability(f.Probability)
+			return func() {
+				disk.setErrorProbability(0)
+				// A node that hit a fatal I/O error stops, as a real
+				// process would: restart it from what its disk holds.
+				if nd := w.Node(id); nd != nil && nd.Failed() != nil {
+					w.Trace.Record(string(id), "fail-stop", nd.Failed().Error())
+					if err := w.Crash(id, false, 100, n.rng); err == nil {
+						n.restart(id)
+					}
+				}
+			}, nil
+		}
+		disk.setSyncDelay(f.DelayMin, f.DelayMax)
+		return func() { disk.setSyncDelay(0, 0) }, nil
+
+	case faults.KindAddVoter, faults.KindAddLearner:
+		leader := w.Leader()
+		if leader == nil {
+			return nil, fmt.Errorf("no leader")
+		}
+		id := n.nodeIndex(f.Target.Node)
+		w.AddNode(id, n.addEngine(f.Target.Node))
+		if err := w.Start(id); err != nil {
+			return nil, err
+		}
+		var fut raft.IndexFuture
+		if f.Kind == faults.KindAddVoter {
+			fut = leader.Raft.AddVoter(id, raft.ServerAddress(id), 0, 5*time.Second)
+		} else {
+			fut = leader.Raft.AddNonvoter(id, raft.ServerAddress(id), 0, 5*time.Second)
+		}
+		if err := fut.Error(); err != nil {
+			w.Trace.Record(string(id), "membership-error", err.Error())
+		}
+		return nil, nil
+
+	case faults.KindRemoveNode:
+		id, err := n.resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		leader := w.Leader()
+		if leader == nil {
+			return nil, fmt.Errorf("no leader")
+		}
+		if err := leader.Raft.RemoveServer(id, 0, 5*time.Second).Error(); err != nil {
+			return nil, fmt.Errorf("remove %s: %w", id, err)
+		}
+		w.Remove(id)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown fault kind %q", f.Kind)
+}
+
+func (n *nemesis) restart(id raft.ServerID) {
+	if n.w.removed(id) {
+		return
+	}
+	if err := n.w.Restart(id); err != nil {
+		n.w.Trace.Record(string(id), "restart-error", err.Error())
+	}
+}
+
+func (n *nemesis) indexOf(id raft.ServerID) int {
+	for i := 0; ; i++ {
+		if n.nodeIndex(i) == id {
+			return i
+		}
+		if i > 1000 {
+			return -1
+		}
+	}
+}
+
+// partition returns the function that cuts the network into shape around id.
+func (n *nemesis) partition(shape faults.Shape, id raft.ServerID) func() {
+	w := n.w
+	others := slices.DeleteFunc(w.IDs(), func(o raft.ServerID) bool { return o == id || w.removed(o) })
+	switch shape {
+	case faults.ShapeMajorityMinority:
+		// The minority: id plus enough others to stay a minority.
+		all := len(others) + 1
+		extra := (all-1)/2 - 1
+		n.rng.Shuffle(len(others), func(a, b int) { others[a], others[b] = others[b], others[a] })
+		minority := append([]raft.ServerID{id}, others[:max(extra, 0)]...)
+		majority := slices.Clone(others[max(extra, 0):])
+		return func() { w.Net.Partition(minority, majority) }
+	case faults.ShapeBridge:
+		n.rng.Shuffle(len(others), func(a, b int) { others[a], others[b] = others[b], others[a] })
+		left, right := slices.Clone(others[:len(others)/2]), slices.Clone(others[len(others)/2:])
+		return func() { w.Net.Bridge(id, left, right) }
+	case faults.ShapeOneWayOut:
+		return func() { w.Net.OneWay([]raft.ServerID{id}, others) }
+	case faults.ShapeOneWayIn:
+		return func() { w.Net.OneWay(others, []raft.ServerID{id}) }
+	default: // isolate
+		return func() { w.Net.Isolate(id) }
+	}
+}
+
+// applyLinks sets every link's model to the base plus the active link
+// faults that cover it.
+func (n *nemesis) applyLinks() {
+	ids := n.w.IDs()
+	for _, a := range ids {
+		for _, b := range ids {
+			if a == b {
+				continue
+			}
+			o := n.base
+			for _, f := range n.linkFaults {
+				if f.Target.Role == faults.RoleNode {
+					t := n.nodeIndex(f.Target.Node)
+					if t != a && t != b {
+						continue
+					}
+				}
+				switch f.Kind {
+				case faults.KindLoss:
+					o.LossProbability = max(o.LossProbability, f.Probability)
+				case faults.KindDelay:
+					o.DelayMin += f.DelayMin
+					o.DelayMax += f.DelayMax
+				case faults.KindDuplicate:
+					o.DuplicateProbability = max(o.DuplicateProbability, f.Probability)
+				case faults.KindReorder:
+					o.ReorderProbability = max(o.ReorderProbability, f.Probability)
+					o.ReorderDelayMax = max(o.ReorderDelayMax, f.DelayMax)
+				}
+			}
+			n.w.Net.SetLink(a, b, o)
+		}
+	}
+}

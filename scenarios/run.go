@@ -1,0 +1,401 @@
+// Package scenarios owns the named scenarios of the testbed and the runner
+// that executes one: it builds the simulated world for a seed, starts the
+// cluster, drives the client workload and the fault schedule through the
+// safety phase, heals everything for the liveness phase, and judges the run
+// with the checkers. Run is the public entry point; Scenarios lists what it
+// knows.
+package scenarios
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsnap/testbed/checkers"
+	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/faults"
+	"github.com/raftsnap/testbed/sim"
+	"github.com/raftsnap/testbed/sim/simtest"
+)
+
+// Options choose one run.
+type Options struct {
+	Seed     uint64
+	Scenario string
+	// Engine is bbolt, pebble or mixed (nodes alternate); default pebble.
+	Engine string
+	// Nodes is the initial cluster size; 0 means the scenario's default.
+	Nodes int
+	// Duration is the safety phase (virtual); 0 means the scenario's.
+	Duration time.Duration
+	// Schedule replays a saved fault schedule instead of generating one.
+	Schedule *faults.Schedule
+	// TracePath, if set, receives the run's trace as JSON lines.
+	TracePath string
+}
+
+// ErrUsage is wrapped by every error about bad options.
+var ErrUsage = errors.New("scenarios: bad options")
+
+// Report is the outcome of one run.
+type Report struct {
+	Seed               uint64           `json:"seed"`
+	Scenario           string           `json:"scenario"`
+	Engine             string           `json:"engine"`
+	Nodes              int              `json:"nodes"`
+	OK                 bool             `json:"ok"`
+	VirtualSeconds     float64          `json:"virtual_seconds"`
+	WallSeconds        float64          `json:"wall_seconds"`
+	TraceHash          string           `json:"trace_hash"`
+	TraceEvents        int              `json:"trace_events"`
+	SnapshotsBuilt     int              `json:"snapshots_built"`
+	SnapshotsInstalled int              `json:"snapshots_installed"`
+	SnapshotsRefused   int              `json:"snapshots_refused"`
+	Faults             map[string]int   `json:"faults"`
+	FaultsSkipped      []string         `json:"faults_skipped,omitempty"`
+	Crashes            int              `json:"crashes"`
+	Ops                int              `json:"ops"`
+	OpsByOutcome       map[string]int   `json:"ops_by_outcome"`
+	Violations         []string         `json:"violations"`
+	Repro              string           `json:"repro"`
+	Schedule           *faults.Schedule `json:"-"`
+}
+
+// Scenario is a named cluster shape, workload and fault mix.
+type Scenario struct {
+	Name        string
+	Description string
+	Nodes       int
+	// Safety is the safety phase: client load and faults. Liveness bounds
+	// the fault-free phase after it in which the cluster must converge.
+	Safety, Liveness time.Duration
+	Workload         Workload
+	// Kinds are the fault kinds the swarm may enable for a seed.
+	Kinds []faults.Kind
+	// Script adds the scenario's own faults to the generated ones.
+	Script func(seed sim.Seed, nodes int, safety time.Duration) []faults.Fault
+	// Link is the network's model outside faults.
+	Link sim.LinkOptions
+}
+
+var registry = map[string]Scenario{}
+
+func register(s Scenario) { registry[s.Name] = s }
+
+// Scenarios returns every scenario, sorted by name.
+func Scenarios() []Scenario {
+	out := make([]Scenario, 0, len(registry))
+	for _, s := range registry {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// Lookup returns the named scenario.
+func Lookup(name string) (Scenario, bool) {
+	s, ok := registry[name]
+	return s, ok
+}
+
+// RaftConfig is the raft configuration of every simulated node: realistic
+// timeouts, and snapshots and log compaction forced often so that the
+// snapshot path is exercised constantly.
+func RaftConfig() raft.Config {
+	c := *raft.DefaultConfig()
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
+	c.CommitTimeout = 50 * time.Millisecond
+	c.SnapshotThreshold = 64
+	c.SnapshotInterval = 2 * time.Second
+	c.TrailingLogs = 32
+	return c
+}
+
+// Resolve fills defaults and checks opts against the scenario.
+func Resolve(opts Options) (Options, Scenario, error) {
+	sc, ok := Lookup(opts.Scenario)
+	if !ok {
+		names := make([]string, 0, len(registry))
+		for n := range registry {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return opts, sc, fmt.Errorf("%w: unknown scenario %q (known: %s)", ErrUsage, opts.Scenario, strings.Join(names, ", "))
+	}
+	if opts.Engine == "" {
+		opts.Engine = EnginePebble
+	}
+	if !slices.Contains([]string{EngineBbolt, EnginePebble, EngineMixed}, opts.Engine) {
+		return opts, sc, fmt.Errorf("%w: unknown engine %q (bbolt, pebble or mixed)", ErrUsage, opts.Engine)
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = sc.Nodes
+	}
+	if opts.Nodes < 3 || opts.Nodes > faults.MaxVoters {
+		return opts, sc, fmt.Errorf("%w: --nodes=%d: need 3 to %d", ErrUsage, opts.Nodes, faults.MaxVoters)
+	}
+	if opts.Duration == 0 {
+		opts.Duration = sc.Safety
+	}
+	if opts.Duration < 5*time.Second {
+		return opts, sc, fmt.Errorf("%w: --duration=%v: at least 5s of virtual time", ErrUsage, opts.Duration)
+	}
+	if opts.Schedule != nil {
+		if err := opts.Schedule.Validate(); err != nil {
+			return opts, sc, fmt.Errorf("%w: schedule: %w", ErrUsage, err)
+		}
+		opts.Nodes, opts.Duration = opts.Schedule.Nodes, opts.Schedule.Duration
+	}
+	return opts, sc, nil
+}
+
+// ScheduleFor is the fault schedule a seed gets in a scenario: the
+// scenario's script places its own faults, the swarm draws which other
+// kinds are on, and the nemesis places those in time; a generated fault
+// that would break the schedule's constraints next to the scripted ones is
+// left out.
+func ScheduleFor(sc Scenario, seed uint64, nodes int, safety time.Duration) faults.Schedule {
+	s := sim.Seed(seed)
+	mix := faults.DrawMix(s, sc.Kinds)
+	generated := faults.Generate(s, nodes, safety, mix)
+	if sc.Script == nil {
+		return generated
+	}
+	sched := generated
+	sched.Faults = sortFaults(sc.Script(s, nodes, safety))
+	for _, f := range generated.Faults {
+		try := sched
+		try.Faults = sortFaults(append(slices.Clone(sched.Faults), f))
+		if try.Validate() == nil {
+			sched = try
+		}
+	}
+	return sched
+}
+
+func sortFaults(fs []faults.Fault) []faults.Fault {
+	sort.SliceStable(fs, func(a, b int) bool { return fs[a].At < fs[b].At })
+	return fs
+}
+
+// engineFor is the engine of node i.
+func engineFor(engine string, i int) string {
+	if engine == EngineMixed {
+		if i%2 == 0 {
+			return EnginePebble
+		}
+		return EngineBbolt
+	}
+	return engine
+}
+
+func nodeID(i int) raft.ServerID { return raft.ServerID(fmt.Sprintf("n%d", i)) }
+
+// Run executes one run in its own synctest bubble with GOMAXPROCS=1 and
+// returns its report; a run that breaks a check has OK false and its
+// violations listed. The binary running it must carry the
+// `//go:debug randseednop=0` directive (see sim.SeedRaftGlobalRand).
+// Errors are for bad options only.
+func Run(t *testing.T, opts Options) (Report, error) {
+	opts, sc, err := Resolve(opts)
+	if err != nil {
+		return Report{}, err
+	}
+	sched := opts.Schedule
+	if sched == nil {
+		s := ScheduleFor(sc, opts.Seed, opts.Nodes, opts.Duration)
+		sched = &s
+	}
+	if err := sched.Validate(); err != nil {
+		return Report{}, fmt.Errorf("scenarios: generated schedule invalid (a bug): %w", err)
+	}
+	rep := Report{Seed: opts.Seed, Scenario: sc.Name, Engine: opts.Engine, Nodes: opts.Nodes, Schedule: sched,
+		Repro: fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s --nodes=%d --duration=%v", opts.Seed, sc.Name, opts.Engine, opts.Nodes, opts.Duration)}
+	tempDir := t.TempDir()
+	wallStart := time.Now()
+	simtest.Run(t, func(t *testing.T) {
+		rep = execute(t, opts, sc, *sched, tempDir, rep)
+	})
+	rep.WallSeconds = time.Since(wallStart).Seconds()
+	rep.OK = len(rep.Violations) == 0
+	if rep.Violations == nil {
+		rep.Violations = []string{}
+	}
+	return rep, nil
+}
+
+func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tempDir string, in Report) (rep Report) {
+	rep = in
+	seed := sim.Seed(opts.Seed)
+	if err := sim.SeedRaftGlobalRand(seed); err != nil {
+		rep.Violations = append(rep.Violations, "setup: "+err.Error())
+		return rep
+	}
+	start := time.Now()
+	w := NewWorld(seed, tempDir, RaftConfig(), sc.Link)
+	fail := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
+	}
+	defer func() {
+		if err := w.Shutdown(); err != nil {
+			fail("shutdown: %v", err)
+		}
+		rep.VirtualSeconds = time.Since(start).Seconds()
+		rep.TraceHash, rep.TraceEvents = w.Trace.Hash(), w.Trace.Len()
+		if opts.TracePath != "" {
+			if err := writeTrace(w.Trace, opts.TracePath); err != nil {
+				fail("trace: %v", err)
+			}
+		}
+	}()
+	w.Trace.Record("", "run", fmt.Sprintf("seed=%d scenario=%s engine=%s nodes=%d safety=%v", opts.Seed, sc.Name, opts.Engine, opts.Nodes, opts.Duration))
+	w.Trace.Record("", "schedule", sched.String())
+
+	var servers []raft.Server
+	for i := range opts.Nodes {
+		id := nodeID(i)
+		w.AddNode(id, engineFor(opts.Engine, i))
+		if err := w.Start(id); err != nil {
+			fail("setup: start %s: %v", id, err)
+			return rep
+		}
+		servers = append(servers, raft.Server{ID: id, Address: raft.ServerAddress(id), Suffrage: raft.Voter})
+	}
+	if err := w.Node(nodeID(0)).Raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		fail("setup: bootstrap: %v", err)
+		return rep
+	}
+	if !waitFor(30*time.Second, func() bool { return w.Leader() != nil }) {
+		fail("liveness: no leader elected within 30s of start")
+		return rep
+	}
+
+	// Safety phase: load and faults.
+	stopLoad := sc.Workload.run(w)
+	nem := &nemesis{w: w, rng: seed.Rand("nemesis"), base: sc.Link, linkFaults: map[int]faults.Fault{},
+		nodeIndex: nodeID, addEngine: func(i int) string { return engineFor(opts.Engine, i) }}
+	rep.FaultsSkipped = nem.run(sched, start)
+	if d := time.Until(start.Add(opts.Duration)); d > 0 {
+		time.Sleep(d)
+	}
+	stopLoad()
+
+	// Liveness phase: everything healed, the cluster must converge.
+	w.Trace.Record("", "phase", "liveness")
+	w.Net.HealAll()
+	for _, id := range w.IDs() {
+		w.Net.Resume(id)
+	}
+	for _, id := range w.Down() {
+		if !w.removed(id) {
+			if err := w.Restart(id); err != nil {
+				fail("liveness: restarting %s: %v", id, err)
+			}
+		}
+	}
+	return judge(w, sc, rep)
+}
+
+// judge runs the liveness phase's convergence wait and the end-of-run
+// checks.
+func judge(w *World, sc Scenario, rep Report) Report {
+	fail := func(format string, args ...any) {
+		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
+	}
+	// A marker read through the log gives the index every node must reach.
+	var target uint64
+	deadline := time.Now().Add(sc.Liveness)
+	client := &cluster.Client{ID: -1, Nodes: w.Live, History: cluster.NewHistory(), Timeout: sc.Liveness}
+	for target == 0 && time.Now().Before(deadline) {
+		call := client.Do(cluster.Command{Op: cluster.OpGet, Key: []byte("liveness-marker")}, cluster.ReadLog)
+		if call.Outcome == cluster.OutcomeOK {
+			target = call.Result.Index
+		}
+	}
+	if target == 0 {
+		fail("liveness: no write committed within %v after healing", sc.Liveness)
+	} else if !waitFor(time.Until(deadline), func() bool {
+		for _, n := range w.Live() {
+			if n.FSM.Applied().Index < target {
+				return false
+			}
+		}
+		return true
+	}) {
+		for _, n := range w.Live() {
+			if a := n.FSM.Applied().Index; a < target {
+				fail("liveness: %s applied %d, leader committed %d, %v after healing", n.ID, a, target, sc.Liveness)
+			}
+		}
+	}
+	if id, index, times := w.MaxInstallsAtOneIndex(); times >= livelockInstalls {
+		fail("liveness: %s installed the snapshot at index %d %d times (livelock)", id, index, times)
+	}
+
+	var states []checkers.NodeState
+	for _, n := range w.Live() {
+		if err := n.Failed(); err != nil {
+			fail("node %s: state machine stopped: %v", n.ID, err)
+		}
+		st, err := checkers.ReadState(string(n.ID), n.Stores.Engine)
+		if err != nil {
+			fail("reading %s: %v", n.ID, err)
+			continue
+		}
+		states = append(states, st)
+	}
+	rep.Violations = append(rep.Violations, checkers.Convergence(states)...)
+	history := w.History.Calls()
+	for _, st := range states {
+		rep.Violations = append(rep.Violations, checkers.Durability(history, st)...)
+		if len(rep.Violations) > 20 {
+			break
+		}
+	}
+	c := w.Counters()
+	rep.SnapshotsBuilt, rep.SnapshotsInstalled, rep.SnapshotsRefused = c.SnapshotsBuilt, c.SnapshotsInstalled, c.SnapshotsRefused
+	rep.Faults, rep.Crashes = c.Faults, c.Crashes
+	rep.Ops = len(history)
+	rep.OpsByOutcome = map[string]int{}
+	for _, call := range history {
+		rep.OpsByOutcome[call.Outcome.String()]++
+	}
+	return rep
+}
+
+// livelockInstalls is how many successful installs of one snapshot index on
+// one node count as a livelock.
+const livelockInstalls = 3
+
+// waitFor polls cond every 100 ms of virtual time until it holds or d
+// passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeTrace(tr *sim.Trace, path string) error {
+	var buf bytes.Buffer
+	if err := tr.WriteJSONL(&buf); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}

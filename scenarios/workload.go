@@ -1,0 +1,95 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/raftsnap/testbed/cluster"
+)
+
+// Workload is the client load of a run: Clients goroutines, each with its
+// own seeded stream of operations on a small key space (so operations on
+// one key overlap and the checkers have something to judge).
+type Workload struct {
+	Clients int
+	Keys    int
+	// ThinkMin/ThinkMax bound the virtual pause between a client's calls.
+	ThinkMin, ThinkMax time.Duration
+	// Percentages of each operation; the rest are sets.
+	GetPercent, DeletePercent, CASPercent int
+	// ReadModes are the read modes gets rotate through.
+	ReadModes []cluster.ReadMode
+	// CallTimeout bounds each call.
+	CallTimeout time.Duration
+}
+
+// DefaultWorkload is the load every scenario runs unless it says otherwise.
+var DefaultWorkload = Workload{
+	Clients:       3,
+	Keys:          8,
+	ThinkMin:      50 * time.Millisecond,
+	ThinkMax:      250 * time.Millisecond,
+	GetPercent:    30,
+	DeletePercent: 10,
+	CASPercent:    15,
+	ReadModes:     []cluster.ReadMode{cluster.ReadLog, cluster.ReadBarrier},
+	CallTimeout:   3 * time.Second,
+}
+
+// run starts the clients and returns a function that stops them and waits.
+// Values are unique per (client, sequence) so the checkers can tell every
+// write apart.
+func (wl Workload) run(w *World) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range wl.Clients {
+		rng := w.Seed.Rand(fmt.Sprintf("client-%d", i))
+		c := &cluster.Client{ID: i, Nodes: w.Live, History: w.History, Timeout: wl.CallTimeout}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				think := wl.ThinkMin + time.Duration(rng.Int64N(int64(wl.ThinkMax-wl.ThinkMin)+1))
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(think):
+				}
+				cmd, mode := wl.next(rng, i, seq)
+				c.Do(cmd, mode)
+			}
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+func (wl Workload) next(rng *rand.Rand, client, seq int) (cluster.Command, cluster.ReadMode) {
+	key := []byte(fmt.Sprintf("key-%02d", rng.IntN(wl.Keys)))
+	value := []byte(fmt.Sprintf("c%d-%d", client, seq))
+	p := rng.IntN(100)
+	switch {
+	case p < wl.GetPercent:
+		mode := cluster.ReadLog
+		if len(wl.ReadModes) > 0 {
+			mode = wl.ReadModes[rng.IntN(len(wl.ReadModes))]
+		}
+		return cluster.Command{Op: cluster.OpGet, Key: key}, mode
+	case p < wl.GetPercent+wl.DeletePercent:
+		return cluster.Command{Op: cluster.OpDelete, Key: key}, cluster.ReadLog
+	case p < wl.GetPercent+wl.DeletePercent+wl.CASPercent:
+		// Expect a value this client may have written recently, or absence.
+		if rng.IntN(3) == 0 {
+			return cluster.Command{Op: cluster.OpCAS, Key: key, Value: value, ExpectAbsent: true}, cluster.ReadLog
+		}
+		prev := []byte(fmt.Sprintf("c%d-%d", rng.IntN(wl.Clients), max(0, seq-rng.IntN(4)-1)))
+		return cluster.Command{Op: cluster.OpCAS, Key: key, Value: value, Expected: prev}, cluster.ReadLog
+	default:
+		return cluster.Command{Op: cluster.OpSet, Key: key, Value: value}, cluster.ReadLog
+	}
+}

@@ -1,0 +1,397 @@
+package scenarios
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/sim"
+	"github.com/raftsnap/testbed/snapshot"
+)
+
+// Engine kinds a node can run.
+const (
+	EngineBbolt  = "bbolt"
+	EnginePebble = "pebble"
+	EngineMixed  = "mixed"
+)
+
+// World is one simulated run: the network, the nodes (which can crash,
+// lose power, pause and restart), the client history and the trace. Every
+// method must be called inside the run's synctest bubble.
+type World struct {
+	Seed    sim.Seed
+	Trace   *sim.Trace
+	Net     *sim.Network
+	History *cluster.History
+
+	raftConfig raft.Config
+	tempDir    string
+	ids        []raft.ServerID // every node ever created, in creation order
+
+	// mu guards nodes and the counters below; it is never held across a
+	// wait (DESIGN.md rule 6).
+	mu    sync.Mutex
+	nodes map[raft.ServerID]*slot
+	stats Counters
+}
+
+// Counters are what a run reports about the snapshot path and faults.
+type Counters struct {
+	SnapshotsBuilt     int            `json:"snapshots_built"`
+	SnapshotsInstalled int            `json:"snapshots_installed"`
+	SnapshotsRefused   int            `json:"snapshots_refused"`
+	Faults             map[string]int `json:"faults"`
+	Crashes            int            `json:"crashes"`
+	Restarts           int            `json:"restarts"`
+}
+
+// slot is one node across its restarts.
+type slot struct {
+	id     raft.ServerID
+	engine string
+	// node is the running instance, nil while the node is down.
+	node *cluster.Node
+	// storage is the state the next start opens.
+	storage cluster.Storage
+	// fs is the Pebble node's crashable filesystem; dir and generation
+	// name the bbolt node's current directory.
+	fs         *vfs.MemFS
+	disk       *simDisk
+	dir        string
+	generation int
+	removed    bool
+	// installs counts snapshot installs at each index, for livelock
+	// detection.
+	installs map[uint64]int
+}
+
+// NewWorld creates the world for seed; tempDir holds the bbolt nodes'
+// directories.
+func NewWorld(seed sim.Seed, tempDir string, rc raft.Config, link sim.LinkOptions) *World {
+	trace := sim.NewTrace(sim.TraceOptions{})
+	w := &World{
+		Seed:       seed,
+		Trace:      trace,
+		Net:        sim.NewNetwork(seed.Child("network"), trace, sim.NetworkOptions{Link: link}),
+		History:    cluster.NewHistory(),
+		raftConfig: rc,
+		tempDir:    tempDir,
+		nodes:      map[raft.ServerID]*slot{},
+		stats:      Counters{Faults: map[string]int{}},
+	}
+	return w
+}
+
+// AddNode creates (but does not start) a node with empty state.
+func (w *World) AddNode(id raft.ServerID, engine string) {
+	s := &slot{id: id, engine: engine, installs: map[uint64]int{}}
+	switch engine {
+	case EnginePebble:
+		s.fs = vfs.NewCrashableMem()
+		s.disk = newSimDisk(w.Seed.Child("disk-" + string(id)))
+		s.storage = cluster.PebbleStorage{FS: errorfs.Wrap(s.fs, s.disk)}
+	case EngineBbolt:
+		s.dir = filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
+		s.storage = cluster.BoltStorage{Dir: s.dir, NoSync: true}
+	default:
+		panic("scenarios: unknown engine " + engine)
+	}
+	w.mu.Lock()
+	w.nodes[id] = s
+	w.ids = append(w.ids, id)
+	w.mu.Unlock()
+}
+
+// Start starts node id from its current storage.
+func (w *World) Start(id raft.ServerID) error {
+	w.mu.Lock()
+	s := w.nodes[id]
+	w.mu.Unlock()
+	if s.node != nil {
+		return fmt.Errorf("scenarios: %s already running", id)
+	}
+	tr := w.Net.Transport(id)
+	node, err := cluster.StartNode(cluster.NodeConfig{
+		ID:        id,
+		Storage:   s.storage,
+		Transport: tr,
+		Raft:      w.raftConfig,
+		Hooks:     w.hooks(id),
+	})
+	if err != nil {
+		tr.Close()
+		return err
+	}
+	w.mu.Lock()
+	s.node = node
+	w.mu.Unlock()
+	w.Trace.Record(string(id), "start", fmt.Sprintf("engine=%s applied=%d recovered=%v", s.engine, node.FSM.Applied().Index, node.RecoveredFromSnapshot))
+	return nil
+}
+
+func (w *World) hooks(id raft.ServerID) cluster.FSMHooks {
+	return cluster.FSMHooks{
+		Persisted: func(h snapshot.Header, st snapshot.Stats, err error) {
+			w.mu.Lock()
+			if err == nil {
+				w.stats.SnapshotsBuilt++
+			}
+			w.mu.Unlock()
+			w.Trace.Record(string(id), "snapshot-persist", fmt.Sprintf("index=%d term=%d pairs=%d bytes=%d err=%v", h.Index, h.Term, st.Pairs, st.Bytes, err))
+		},
+		Restored: func(h snapshot.Header, err error) {
+			w.mu.Lock()
+			if err == nil {
+				w.stats.SnapshotsInstalled++
+				w.nodes[id].installs[h.Index]++
+			} else {
+				w.stats.SnapshotsRefused++
+			}
+			w.mu.Unlock()
+			w.Trace.Record(string(id), "snapshot-restore", fmt.Sprintf("index=%d term=%d err=%v", h.Index, h.Term, err))
+		},
+	}
+}
+
+// Crash kills node id at this instant. What the old instance does from now
+// on reaches neither the other nodes (its endpoint closes first) nor the
+// state the node restarts from: a Pebble node restarts from a CrashClone of
+// its filesystem taken now, a bbolt node from a copy of its directory taken
+// now (a killed process keeps every committed write). With powerLoss, a
+// Pebble node keeps each block of unsynced data only with probability
+// keepPercent.
+func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int, rng *rand.Rand) error {
+	w.mu.Lock()
+	s := w.nodes[id]
+	node := s.node
+	s.node = nil
+	w.stats.Crashes++
+	w.mu.Unlock()
+	if node == nil {
+		return nil
+	}
+	w.Net.Transport(id).Close() // a fresh endpoint replaces the old one, closed
+	detail := "process"
+	switch s.engine {
+	case EnginePebble:
+		cfg := vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rng}
+		if powerLoss {
+			cfg.UnsyncedDataPercent = min(max(keepPercent, 0), 100)
+			detail = fmt.Sprintf("power-loss unsynced-kept=%d%%", cfg.UnsyncedDataPercent)
+		}
+		s.fs = s.fs.CrashClone(cfg)
+		s.disk.setErrorProbability(0)
+		s.disk.setSyncDelay(0, 0)
+		s.storage = cluster.PebbleStorage{FS: errorfs.Wrap(s.fs, s.disk)}
+	case EngineBbolt:
+		s.generation++
+		dir := filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
+		if err := cluster.CopyDir(s.dir, dir); err != nil {
+			return err
+		}
+		s.dir = dir
+		s.storage = cluster.BoltStorage{Dir: dir, NoSync: true}
+	}
+	w.Trace.Record(string(id), "crash", detail)
+	// The old instance stops now; its writes land on state nobody reads.
+	return node.Shutdown()
+}
+
+// Restart starts a crashed node again.
+func (w *World) Restart(id raft.ServerID) error {
+	w.mu.Lock()
+	w.stats.Restarts++
+	w.mu.Unlock()
+	return w.Start(id)
+}
+
+// Remove marks id as removed from the cluster and stops it.
+func (w *World) Remove(id raft.ServerID) {
+	w.mu.Lock()
+	s := w.nodes[id]
+	node := s.node
+	s.node, s.removed = nil, true
+	w.mu.Unlock()
+	w.Trace.Record(string(id), "removed", "")
+	if node != nil {
+		w.Net.Transport(id).Close()
+		if err := node.Shutdown(); err != nil {
+			w.Trace.Record(string(id), "shutdown-error", err.Error())
+		}
+	}
+}
+
+func (w *World) exists(id raft.ServerID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id] != nil
+}
+
+func (w *World) removed(id raft.ServerID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id] != nil && w.nodes[id].removed
+}
+
+func (w *World) engineOf(id raft.ServerID) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].engine
+}
+
+func (w *World) disk(id raft.ServerID) *simDisk {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].disk
+}
+
+// isVoter reports whether id is a voter in the configuration the leader
+// (or, without one, id itself) knows.
+func (w *World) isVoter(id raft.ServerID) bool {
+	n := w.Leader()
+	if n == nil {
+		n = w.Node(id)
+	}
+	if n == nil {
+		return false
+	}
+	f := n.Raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == id {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
+// Node returns the running instance of id, or nil.
+func (w *World) Node(id raft.ServerID) *cluster.Node {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if s := w.nodes[id]; s != nil {
+		return s.node
+	}
+	return nil
+}
+
+// Live returns the running nodes in creation order.
+func (w *World) Live() []*cluster.Node {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*cluster.Node
+	for _, id := range w.ids {
+		if n := w.nodes[id].node; n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// IDs returns every node's id in creation order.
+func (w *World) IDs() []raft.ServerID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ids)
+}
+
+// Down returns the nodes that are not running.
+func (w *World) Down() []raft.ServerID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []raft.ServerID
+	for _, id := range w.ids {
+		if w.nodes[id].node == nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Leader returns the live node that believes it leads with the highest
+// term, or nil.
+func (w *World) Leader() *cluster.Node {
+	var best *cluster.Node
+	var bestTerm uint64
+	for _, n := range w.Live() {
+		if n.Raft.State() != raft.Leader {
+			continue
+		}
+		term := n.Raft.CurrentTerm()
+		if best == nil || term > bestTerm {
+			best, bestTerm = n, term
+		}
+	}
+	return best
+}
+
+// CountFault records one injected fault of kind.
+func (w *World) CountFault(kind string) {
+	w.mu.Lock()
+	w.stats.Faults[kind]++
+	w.mu.Unlock()
+}
+
+// Counters returns a copy of the counters.
+func (w *World) Counters() Counters {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.stats
+	c.Faults = map[string]int{}
+	for k, v := range w.stats.Faults {
+		c.Faults[k] = v
+	}
+	return c
+}
+
+// MaxInstallsAtOneIndex is the most times any node installed a snapshot of
+// the same index, and which node: repeated installs of one point without
+// catching up are a livelock.
+func (w *World) MaxInstallsAtOneIndex() (raft.ServerID, uint64, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var id raft.ServerID
+	var index uint64
+	most := 0
+	for _, sid := range w.ids {
+		for i, n := range w.nodes[sid].installs {
+			if n > most {
+				id, index, most = sid, i, n
+			}
+		}
+	}
+	return id, index, most
+}
+
+// Shutdown stops every running node and closes the network; it must run
+// before the bubble ends (DESIGN.md rule 5).
+func (w *World) Shutdown() error {
+	var errs []error
+	for _, n := range w.Live() {
+		if err := n.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.ID, err))
+		}
+	}
+	w.mu.Lock()
+	for _, s := range w.nodes {
+		s.node = nil
+	}
+	w.mu.Unlock()
+	if err := w.Net.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("scenarios: shutdown: %v", errs)
+	}
+	return nil
+}
