@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 
@@ -350,5 +349,3 @@ func (l *fatalLogger) err() error {
 	}
 	return nil
 }
-
-var _ io.Closer = (*Store)(nil)
