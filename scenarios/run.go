@@ -67,6 +67,8 @@ type Report struct {
 	Violations         []string         `json:"violations"`
 	Repro              string           `json:"repro"`
 	Schedule           *faults.Schedule `json:"-"`
+	// Events is the whole trace, for finding where two runs diverge.
+	Events []sim.Event `json:"-"`
 }
 
 // Scenario is a named cluster shape, workload and fault mix.
@@ -252,6 +254,7 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 		}
 		rep.VirtualSeconds = time.Since(start).Seconds()
 		rep.TraceHash, rep.TraceEvents = w.Trace.Hash(), w.Trace.Len()
+		rep.Events = w.Trace.Events()
 		if opts.TracePath != "" {
 			if err := writeTrace(w.Trace, opts.TracePath); err != nil {
 				fail("trace: %v", err)

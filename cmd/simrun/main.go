@@ -1,0 +1,490 @@
+//go:debug randseednop=0
+
+// Simrun runs the testbed's deterministic simulations: one seed, a range of
+// seeds, or a shard of a range, of a named scenario, and reports each run.
+//
+// Usage:
+//
+//	simrun [flags]
+//
+// Examples:
+//
+//	simrun --seed=1 --scenario=snapshot-install
+//	simrun --seeds=1..200 --engine=bbolt --jobs=2
+//	simrun --seeds=1..1000 --shard=3/8 --json
+//	simrun --seeds=1..100 --check-determinism
+//
+// Exit status: 0 if every seed passed, 1 if a seed failed a check, 2 for bad
+// usage or input.
+//
+// Each run lives in a testing/synctest bubble (virtual time), which needs a
+// *testing.T: simrun runs its seeds inside testing.Main with its own flags
+// parsed first, so none of the -test.* flags show.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftsnap/testbed/faults"
+	"github.com/raftsnap/testbed/scenarios"
+	"github.com/raftsnap/testbed/sim"
+)
+
+// config is the parsed command line.
+type config struct {
+	opts             scenarios.Options
+	seeds            []uint64
+	jobs             int
+	json             bool
+	checkDeterminism bool
+	listScenarios    bool
+	saveSchedule     string
+	worker           bool
+	durationSet      bool
+	nodesSet         bool
+}
+
+// usageError is a bad flag or input: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("simrun", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	seed := fs.Uint64("seed", 1, "run this one seed")
+	seedRange := fs.String("seeds", "", "run a range of seeds, `A..B` inclusive (overrides --seed)")
+	shard := fs.String("shard", "", "run only shard `i/n` of the seeds: every n-th seed, starting with the i-th (0 <= i < n)")
+	fs.StringVar(&c.opts.Scenario, "scenario", "snapshot-install", "the scenario to run (see --list-scenarios)")
+	fs.StringVar(&c.opts.Engine, "engine", "pebble", "engine of every node: bbolt, pebble or mixed")
+	fs.IntVar(&c.opts.Nodes, "nodes", 0, "initial cluster size (default: the scenario's)")
+	fs.DurationVar(&c.opts.Duration, "duration", 0, "virtual length of the safety phase (default: the scenario's)")
+	fs.StringVar(&c.opts.TracePath, "trace", "", "write the run's trace to `FILE` as JSON lines (one seed only)")
+	schedule := fs.String("schedule", "", "replay the fault schedule saved in `FILE` instead of generating one")
+	fs.StringVar(&c.saveSchedule, "save-schedule", "", "save the run's fault schedule to `FILE` (one seed only)")
+	fs.IntVar(&c.jobs, "jobs", 1, "run seeds in `K` worker processes")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object per seed on standard output")
+	fs.BoolVar(&c.checkDeterminism, "check-determinism", false, "run each seed twice and fail it if the trace hashes differ")
+	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
+	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker of --jobs")
+	seedList := fs.String("seed-list", "", "internal: run these comma-separated seeds (for --jobs workers)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: simrun [flags]\n\nRuns deterministic simulations of hashicorp/raft clusters and judges each run.\nExit status: 0 all seeds passed, 1 a seed failed, 2 bad usage.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return c, usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		c.durationSet = c.durationSet || f.Name == "duration"
+		c.nodesSet = c.nodesSet || f.Name == "nodes"
+	})
+	if c.listScenarios {
+		return c, nil
+	}
+	c.opts.Seed = *seed
+	c.seeds = []uint64{*seed}
+	if *seedRange != "" {
+		seeds, err := parseRange(*seedRange)
+		if err != nil {
+			return c, err
+		}
+		c.seeds = seeds
+	}
+	if *seedList != "" {
+		c.seeds = nil
+		for _, f := range strings.Split(*seedList, ",") {
+			s, err := strconv.ParseUint(f, 10, 64)
+			if err != nil {
+				return c, usagef("--seed-list: %q is not a seed", f)
+			}
+			c.seeds = append(c.seeds, s)
+		}
+	}
+	if *shard != "" {
+		i, n, err := parseShard(*shard)
+		if err != nil {
+			return c, err
+		}
+		var mine []uint64
+		for k, s := range c.seeds {
+			if k%n == i {
+				mine = append(mine, s)
+			}
+		}
+		c.seeds = mine
+	}
+	if c.jobs < 1 {
+		return c, usagef("--jobs=%d: need at least 1", c.jobs)
+	}
+	if len(c.seeds) != 1 && (c.opts.TracePath != "" || c.saveSchedule != "") {
+		return c, usagef("--trace and --save-schedule take one seed, not %d", len(c.seeds))
+	}
+	if *schedule != "" {
+		s, err := faults.Load(*schedule)
+		if err != nil {
+			return c, usagef("--schedule=%s: %v", *schedule, err)
+		}
+		c.opts.Schedule = &s
+	}
+	if _, _, err := scenarios.Resolve(c.opts); err != nil {
+		return c, usageError{strings.TrimPrefix(err.Error(), scenarios.ErrUsage.Error()+": ")}
+	}
+	return c, nil
+}
+
+var rangeRE = regexp.MustCompile(`^(\d+)\.\.(\d+)$`)
+
+func parseRange(s string) ([]uint64, error) {
+	m := rangeRE.FindStringSubmatch(s)
+	if m == nil {
+		return nil, usagef("--seeds=%q: want A..B, for example 1..100", s)
+	}
+	a, errA := strconv.ParseUint(m[1], 10, 64)
+	b, errB := strconv.ParseUint(m[2], 10, 64)
+	if errA != nil || errB != nil || a > b {
+		return nil, usagef("--seeds=%q: want A..B with A <= B", s)
+	}
+	if b-a >= 1_000_000 {
+		return nil, usagef("--seeds=%q: at most 1000000 seeds per invocation (split it with --shard)", s)
+	}
+	var out []uint64
+	for x := a; ; x++ {
+		out = append(out, x)
+		if x == b {
+			break
+		}
+	}
+	return out, nil
+}
+
+func parseShard(s string) (int, int, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 2 {
+		return 0, 0, usagef("--shard=%q: want i/n, for example 0/4", s)
+	}
+	i, errI := strconv.Atoi(parts[0])
+	n, errN := strconv.Atoi(parts[1])
+	if errI != nil || errN != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, usagef("--shard=%q: want i/n with 0 <= i < n", s)
+	}
+	return i, n, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "simrun: %v\n", err)
+		return 2
+	}
+	if c.listScenarios {
+		for _, s := range scenarios.Scenarios() {
+			fmt.Fprintf(stdout, "%-18s %s\n", s.Name, s.Description)
+		}
+		return 0
+	}
+	out := &reporter{stdout: stdout, stderr: stderr, json: c.json, total: len(c.seeds), progress: isTerminal(stderr) && !c.worker}
+	if c.jobs > 1 && len(c.seeds) > 1 {
+		return runWorkers(c, args, out)
+	}
+	return runHere(c, out)
+}
+
+// runHere runs the seeds in this process, each in its own bubble inside a
+// sub-test run by testing.Main (a bubble needs a *testing.T). testing.Main
+// would exit on its own terms, so the test function exits the process
+// itself once every seed's sub-test, and with it its temporary files, is
+// done.
+func runHere(c config, out *reporter) int {
+	realStdout := os.Stdout
+	test := func(t *testing.T) {
+		code := 0
+		for _, seed := range c.seeds {
+			var rep scenarios.Report
+			passed := t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { rep = runSeed(t, c, seed) })
+			if !passed && rep.OK {
+				rep.OK = false
+				rep.Violations = append(rep.Violations, "the simulation itself failed: a goroutine leaked or the bubble deadlocked")
+			}
+			if !rep.OK {
+				code = 1
+			}
+			out.report(rep)
+		}
+		os.Stdout = realStdout
+		out.finish()
+		os.Exit(code)
+	}
+	// The testing package prints its own lines on standard output; keep
+	// them away from ours, and give it no arguments so that none of the
+	// -test.* flags show.
+	if devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		os.Stdout = devNull
+	}
+	os.Args = os.Args[:1]
+	testing.Main(func(string, string) (bool, error) { return true, nil }, []testing.InternalTest{{Name: "simrun", F: test}}, nil, nil)
+	return 1 // not reached: the test function exits
+}
+
+// runSeed runs one seed (twice with --check-determinism).
+func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
+	opts := c.opts
+	opts.Seed = seed
+	rep, err := scenarios.Run(t, opts)
+	if err != nil {
+		return scenarios.Report{Seed: seed, Scenario: opts.Scenario, Engine: opts.Engine, Violations: []string{err.Error()}}
+	}
+	if c.saveSchedule != "" && rep.Schedule != nil {
+		if err := rep.Schedule.Save(c.saveSchedule); err != nil {
+			rep.Violations = append(rep.Violations, "saving schedule: "+err.Error())
+		}
+	}
+	if c.checkDeterminism {
+		opts.TracePath = ""
+		again, err := scenarios.Run(t, opts)
+		if err == nil && again.TraceHash != rep.TraceHash {
+			rep.Violations = append(rep.Violations, fmt.Sprintf("determinism: trace hash %s then %s (%s)", short(rep.TraceHash), short(again.TraceHash), divergence(rep, again)))
+		}
+	}
+	rep.Repro = repro(c, seed)
+	rep.OK = len(rep.Violations) == 0
+	return rep
+}
+
+func divergence(a, b scenarios.Report) string {
+	ea, eb := a.Events, b.Events
+	i := sim.FirstDivergence(ea, eb)
+	if i < 0 {
+		return "same events"
+	}
+	at := func(ev []sim.Event) string {
+		if i < len(ev) {
+			e := ev[i]
+			return fmt.Sprintf("%v %s %s %s", e.At, e.Node, e.Kind, e.Detail)
+		}
+		return "end of trace"
+	}
+	return fmt.Sprintf("first divergent event #%d: %q vs %q", i, at(ea), at(eb))
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func repro(c config, seed uint64) string {
+	r := fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s", seed, c.opts.Scenario, c.opts.Engine)
+	if c.nodesSet {
+		r += fmt.Sprintf(" --nodes=%d", c.opts.Nodes)
+	}
+	if c.durationSet {
+		r += fmt.Sprintf(" --duration=%v", c.opts.Duration)
+	}
+	return r
+}
+
+// runWorkers splits the seeds across c.jobs child processes of this binary
+// and merges their JSON reports.
+func runWorkers(c config, args []string, out *reporter) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(out.stderr, "simrun: finding own executable: %v\n", err)
+		return 2
+	}
+	base := stripFlags(args, "seed", "seeds", "shard", "jobs", "json", "worker")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := make([]int, c.jobs)
+	for j := range c.jobs {
+		var mine []string
+		for k, s := range c.seeds {
+			if k%c.jobs == j {
+				mine = append(mine, strconv.FormatUint(s, 10))
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		cmdArgs := append(append([]string{}, base...), "--json", "--worker", "--seed-list="+strings.Join(mine, ","))
+		cmd := exec.Command(exe, cmdArgs...)
+		cmd.Stderr = out.stderr
+		pipe, err := cmd.StdoutPipe()
+		if err != nil {
+			fmt.Fprintf(out.stderr, "simrun: %v\n", err)
+			return 2
+		}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintf(out.stderr, "simrun: starting worker: %v\n", err)
+			return 2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc := bufio.NewScanner(pipe)
+			sc.Buffer(make([]byte, 1<<20), 64<<20)
+			for sc.Scan() {
+				var rep scenarios.Report
+				if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
+					continue
+				}
+				mu.Lock()
+				out.report(rep)
+				mu.Unlock()
+			}
+			err := cmd.Wait()
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				codes[j] = exit.ExitCode()
+			} else if err != nil {
+				codes[j] = 2
+			}
+		}()
+	}
+	wg.Wait()
+	out.finish()
+	worst := 0
+	for _, code := range codes {
+		worst = max(worst, code)
+	}
+	if out.failed > 0 {
+		worst = max(worst, 1)
+	}
+	return worst
+}
+
+// stripFlags removes the named flags (both -f=v and -f v forms for
+// non-boolean ones) from args.
+func stripFlags(args []string, names ...string) []string {
+	drop := map[string]bool{}
+	for _, n := range names {
+		drop[n] = true
+	}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		name, _, hasValue := strings.Cut(a, "=")
+		if strings.HasPrefix(args[i], "-") && drop[name] {
+			if !hasValue && name != "json" && name != "worker" && i+1 < len(args) {
+				i++
+			}
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// reporter prints reports as text or JSON lines, and a progress line on a
+// terminal.
+type reporter struct {
+	stdout, stderr io.Writer
+	json           bool
+	progress       bool
+	total, done    int
+	failed         int
+	started        time.Time
+}
+
+func (r *reporter) report(rep scenarios.Report) {
+	if r.started.IsZero() {
+		r.started = time.Now()
+	}
+	r.done++
+	if !rep.OK {
+		r.failed++
+	}
+	if r.progress {
+		fmt.Fprint(r.stderr, "\r\033[K")
+	}
+	if r.json {
+		b, _ := json.Marshal(rep)
+		fmt.Fprintln(r.stdout, string(b))
+	} else {
+		status := "ok"
+		if !rep.OK {
+			status = "FAIL"
+		}
+		ratio := 0.0
+		if rep.WallSeconds > 0 {
+			ratio = rep.VirtualSeconds / rep.WallSeconds
+		}
+		fmt.Fprintf(r.stdout, "seed=%d scenario=%s engine=%s %s virtual=%.1fs wall=%.2fs (%.0f:1) snapshots built=%d installed=%d faults=%s ops=%d trace=%s\n",
+			rep.Seed, rep.Scenario, rep.Engine, status, rep.VirtualSeconds, rep.WallSeconds, ratio,
+			rep.SnapshotsBuilt, rep.SnapshotsInstalled, formatCounts(rep.Faults), rep.Ops, short(rep.TraceHash))
+	}
+	if !rep.OK {
+		for _, v := range rep.Violations {
+			fmt.Fprintf(r.stderr, "  seed %d: %s\n", rep.Seed, v)
+		}
+		fmt.Fprintf(r.stderr, "  repro: %s\n", rep.Repro)
+	}
+	if r.progress && r.total > 1 {
+		fmt.Fprintf(r.stderr, "%d/%d seeds, %d failed, %s", r.done, r.total, r.failed, time.Since(r.started).Round(time.Second))
+	}
+}
+
+func (r *reporter) finish() {
+	if r.progress && r.total > 1 {
+		fmt.Fprintln(r.stderr)
+	}
+	if r.total > 1 && !r.json {
+		fmt.Fprintf(r.stdout, "%d seeds: %d passed, %d failed\n", r.done, r.done-r.failed, r.failed)
+	}
+}
+
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s:%d", k, m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
