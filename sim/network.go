@@ -14,6 +14,13 @@ import (
 // NetworkOptions.RPCTimeout is zero.
 const DefaultRPCTimeout = time.Second
 
+// TimeoutJitterMax bounds the hashed jitter added to every RPC timeout. It
+// keeps a timeout from firing at the very instant of one of raft's timers
+// that a chain of fixed durations (timeouts, backoffs, the leader lease)
+// started from the same origin: goroutines woken at one instant run in an
+// order that does not reliably replay (DESIGN.md rule 9).
+const TimeoutJitterMax = time.Microsecond
+
 // LinkOptions model one direction of one link. The zero value is a perfect
 // link: no delay, no loss, no duplicates, no snapshot stream faults.
 type LinkOptions struct {
@@ -55,7 +62,8 @@ type NetworkOptions struct {
 	// (see [Network.SetLink]).
 	Link LinkOptions
 	// RPCTimeout bounds every call but InstallSnapshot, from the call to the
-	// reply; zero means DefaultRPCTimeout.
+	// reply; zero means DefaultRPCTimeout. Every timeout also gets a hashed
+	// jitter below TimeoutJitterMax.
 	RPCTimeout time.Duration
 	// SnapshotTimeoutBase plus SnapshotTimeoutPerMiB for every MiB of the
 	// body bounds an InstallSnapshot call. Zero means 10 x RPCTimeout and
@@ -148,8 +156,9 @@ type link struct {
 }
 
 // Network is the simulated network between raft nodes. Create it with
-// [NewNetwork] inside the run's bubble; give each node the endpoint returned
-// by [Network.Transport]; [Network.Close] it at the end of the run.
+// [NewNetwork] inside the run's bubble (it belongs to that bubble); give each
+// node the endpoint returned by [Network.Transport]; [Network.Close] it after
+// the nodes have shut down, before the bubble ends.
 //
 // Partitions and pauses act on messages when they arrive: a message in flight
 // when a partition starts is dropped, one in flight when it heals gets through.
@@ -209,8 +218,9 @@ func NewNetwork(seed Seed, trace *Trace, opts NetworkOptions) *Network {
 }
 
 // Transport returns a new endpoint for the node id, whose address is its id.
-// A previous endpoint of id is closed first, so a restarted node gets a fresh
-// endpoint and messages in flight to the old one are not delivered to it.
+// A previous endpoint of id is closed, so a restarted node gets a fresh one:
+// messages that arrive from then on reach the new endpoint, as they would
+// reach a restarted process at the same address.
 func (n *Network) Transport(id raft.ServerID) *Transport {
 	t := &Transport{net: n, id: id, consumer: make(chan raft.RPC)}
 	n.mu.Lock()
@@ -226,9 +236,10 @@ func (n *Network) Transport(id raft.ServerID) *Transport {
 	return t
 }
 
-// Close closes every endpoint and waits until every message in flight has
-// finished, which takes at most one RPC timeout of virtual time. Calls made
-// after Close fail at once with raft.ErrTransportShutdown.
+// Close closes every endpoint and waits until every call and duplicate in
+// flight has ended, which takes at most the longest timeout among them in
+// virtual time. Calls made after Close fail at once with
+// raft.ErrTransportShutdown.
 func (n *Network) Close() error {
 	n.mu.Lock()
 	n.closed = true
