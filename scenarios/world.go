@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -73,6 +74,13 @@ type slot struct {
 	installs map[uint64]int
 }
 
+// rpcTimeout bounds every RPC but InstallSnapshot. It stays below raft's
+// 500 ms leader lease: with a longer one, a leader that steps down while a
+// replication goroutine waits on an RPC leaves two channels ready in raft's
+// replicate loop, Go picks one at random, and runs stop replaying (see
+// sim's determinism tests).
+const rpcTimeout = 250 * time.Millisecond
+
 // NewWorld creates the world for seed; tempDir holds the bbolt nodes'
 // directories.
 func NewWorld(seed sim.Seed, tempDir string, rc raft.Config, link sim.LinkOptions) *World {
@@ -80,7 +88,7 @@ func NewWorld(seed sim.Seed, tempDir string, rc raft.Config, link sim.LinkOption
 	w := &World{
 		Seed:       seed,
 		Trace:      trace,
-		Net:        sim.NewNetwork(seed.Child("network"), trace, sim.NetworkOptions{Link: link}),
+		Net:        sim.NewNetwork(seed.Child("network"), trace, sim.NetworkOptions{Link: link, RPCTimeout: rpcTimeout}),
 		History:    cluster.NewHistory(),
 		raftConfig: rc,
 		tempDir:    tempDir,

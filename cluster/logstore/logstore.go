@@ -96,6 +96,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		MemTableSize:       memTableSize,
 		Logger:             fatal,
 	}
+	// Read sampling draws from the unseedable global math/rand/v2 and
+	// schedules compactions from it, which would keep simulations from
+	// replaying.
+	popts.Experimental.ReadSamplingMultiplier = -1
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: open %s: %w", dir, err)

@@ -137,6 +137,10 @@ func Open(dir string, opts Options) (*Engine, error) {
 		// streaming from ~1.3 GB/s to ~0.55 GB/s.
 		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
+	// Read sampling draws from the process-wide, unseedable math/rand/v2
+	// and schedules compactions from it, so a simulated run would not
+	// replay; the simulator's data sets are too small to need it.
+	popts.Experimental.ReadSamplingMultiplier = -1
 	popts.EnsureDefaults()
 	db, err := pdb.Open(dir, popts)
 	if err != nil {
