@@ -42,6 +42,10 @@ type Options struct {
 	Schedule *faults.Schedule
 	// TracePath, if set, receives the run's trace as JSON lines.
 	TracePath string
+	// Baseline runs the same cluster and workload over raft's own
+	// InmemTransport with no faults: the reference BenchmarkSimulate
+	// compares the simulator against.
+	Baseline bool
 }
 
 // ErrUsage is wrapped by every error about bad options.
@@ -216,6 +220,9 @@ func Run(t *testing.T, opts Options) (Report, error) {
 		return Report{}, err
 	}
 	sched := opts.Schedule
+	if opts.Baseline {
+		sched = &faults.Schedule{Nodes: opts.Nodes, Duration: opts.Duration}
+	}
 	if sched == nil {
 		s := ScheduleFor(sc, opts.Seed, opts.Nodes, opts.Duration)
 		sched = &s
@@ -261,6 +268,9 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	}
 	start := time.Now()
 	w := NewWorld(seed, tempDir, RaftConfig(), sc.Link)
+	if opts.Baseline {
+		w.inmem = map[raft.ServerID]*raft.InmemTransport{}
+	}
 	fail := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}

@@ -35,7 +35,11 @@ type World struct {
 
 	raftConfig raft.Config
 	tempDir    string
-	ids        []raft.ServerID // every node ever created, in creation order
+	// inmem, when set, connects nodes with raft's own InmemTransport
+	// instead of the simulated network: the baseline that shows what the
+	// simulator itself costs.
+	inmem map[raft.ServerID]*raft.InmemTransport
+	ids   []raft.ServerID // every node ever created, in creation order
 
 	// mu guards nodes and the counters below; it is never held across a
 	// wait (DESIGN.md rule 6).
@@ -126,7 +130,20 @@ func (w *World) Start(id raft.ServerID) error {
 	if s.node != nil {
 		return fmt.Errorf("scenarios: %s already running", id)
 	}
-	tr := w.Net.Transport(id)
+	var tr raft.Transport
+	if w.inmem != nil {
+		_, t := raft.NewInmemTransport(raft.ServerAddress(id))
+		w.mu.Lock()
+		for oid, other := range w.inmem {
+			t.Connect(raft.ServerAddress(oid), other)
+			other.Connect(raft.ServerAddress(id), t)
+		}
+		w.inmem[id] = t
+		w.mu.Unlock()
+		tr = t
+	} else {
+		tr = w.Net.Transport(id)
+	}
 	node, err := cluster.StartNode(cluster.NodeConfig{
 		ID:        id,
 		Storage:   s.storage,
@@ -135,7 +152,9 @@ func (w *World) Start(id raft.ServerID) error {
 		Hooks:     w.hooks(id),
 	})
 	if err != nil {
-		tr.Close()
+		if c, ok := tr.(raft.WithClose); ok {
+			c.Close()
+		}
 		return err
 	}
 	w.mu.Lock()
@@ -397,6 +416,9 @@ func (w *World) Shutdown() error {
 	w.mu.Unlock()
 	if err := w.Net.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	for _, t := range w.inmem {
+		t.Close()
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("scenarios: shutdown: %v", errs)

@@ -1,8 +1,8 @@
 // Package enginetest owns the conformance suite for engines.Engine: one call,
 // Run, checks an implementation against every promise engine.go writes down
 // (a model-based state machine test driven by rapid, point-in-time views under
-// concurrent writes and installs, install semantics, typed errors, durability
-// across reopen). It also owns the few helpers other tests need to feed and
+// concurrent writes and installs, whole batches under concurrent readers,
+// install semantics, typed errors, durability across reopen). It also owns the few helpers other tests need to feed and
 // read engines: Pair, SliceIterator and Collect.
 //
 // The suite's own tests run it against a small in-memory reference engine,
@@ -29,7 +29,10 @@ type Opener func() (engines.Engine, error)
 // an Opener over fresh, empty storage. The model-based sub-test also calls it
 // once per rapid check, so storage it creates (for example under t.TempDir())
 // lives until that sub-test ends. -rapid.checks and -rapid.steps size the
-// model-based sub-test; -short divides them as rapid does.
+// model-based sub-test (rapid's defaults: 100 checks of about 30 steps);
+// -short divides them as rapid does. A failing model run prints the shrunk
+// operations and a -rapid.seed to replay it, and saves a rapid fail file under
+// the calling package's testdata/rapid unless -rapid.nofailfile is given.
 func Run(t *testing.T, newStorage func(t *testing.T) Opener) {
 	t.Helper()
 	for _, c := range checks {
@@ -55,6 +58,7 @@ var checks = []check{
 	{"ModelBasedStateMachine", checkModel},
 	{"ViewIsPointInTimeWhileWritesAndInstallRun", checkViewIsPointInTime},
 	{"ViewIsReadableFromAnotherGoroutineAfterInstall", checkViewFromAnotherGoroutine},
+	{"ConcurrentReadersSeeWholeBatches", checkConcurrentReadersSeeWholeBatches},
 	{"InstallRemovesKeysAbsentFromSource", checkInstallRemovesAbsentKeys},
 	{"InstallOfEmptySourceLeavesNoKeys", checkInstallEmptySource},
 	{"InstallRecordsAppliedIncludingConfig", checkInstallRecordsApplied},
@@ -148,19 +152,29 @@ func Collect(v engines.View) ([]Pair, error) {
 func collectIter(it engines.Iterator) ([]Pair, error) {
 	var pairs []Pair
 	for it.Next() {
-		p := Pair{Key: bytes.Clone(it.Key()), Value: bytes.Clone(it.Value())}
-		if p.Value == nil {
-			p.Value = []byte{}
+		var err error
+		if pairs, err = appendPair(pairs, it); err != nil {
+			return pairs, err
 		}
-		if n := len(pairs); n > 0 && bytes.Compare(pairs[n-1].Key, p.Key) >= 0 {
-			return pairs, fmt.Errorf("%w: view iterator yielded key %q after %q", errViewOrder, p.Key, pairs[n-1].Key)
-		}
-		pairs = append(pairs, p)
 	}
 	if err := it.Err(); err != nil {
 		return pairs, fmt.Errorf("enginetest: view iterator: %w", err)
 	}
 	return pairs, nil
+}
+
+// appendPair appends a copy of it's current pair to pairs, failing if its
+// key is not above the last one. An empty value is stored non-nil, so that a
+// Pair's Value is nil only for a pair that was never read.
+func appendPair(pairs []Pair, it engines.Iterator) ([]Pair, error) {
+	p := Pair{Key: bytes.Clone(it.Key()), Value: bytes.Clone(it.Value())}
+	if p.Value == nil {
+		p.Value = []byte{}
+	}
+	if n := len(pairs); n > 0 && bytes.Compare(pairs[n-1].Key, p.Key) >= 0 {
+		return pairs, fmt.Errorf("%w: view iterator yielded key %q after %q", errViewOrder, p.Key, pairs[n-1].Key)
+	}
+	return append(pairs, p), nil
 }
 
 // errViewOrder marks a view whose iterator broke strict key order.
