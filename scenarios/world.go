@@ -46,6 +46,9 @@ type World struct {
 	mu    sync.Mutex
 	nodes map[raft.ServerID]*slot
 	stats Counters
+	// healed is set when the liveness phase starts: from then on no fault
+	// excuses a snapshot being sent again.
+	healed bool
 }
 
 // Counters are what a run reports about the snapshot path and faults.
@@ -73,8 +76,8 @@ type slot struct {
 	dir        string
 	generation int
 	removed    bool
-	// installs counts snapshot installs at each index, for livelock
-	// detection.
+	// installs counts the snapshot installs at each index during the
+	// liveness phase, for livelock detection.
 	installs map[uint64]int
 }
 
@@ -178,7 +181,9 @@ func (w *World) hooks(id raft.ServerID) cluster.FSMHooks {
 			w.mu.Lock()
 			if err == nil {
 				w.stats.SnapshotsInstalled++
-				w.nodes[id].installs[h.Index]++
+				if w.healed {
+					w.nodes[id].installs[h.Index]++
+				}
 			} else {
 				w.stats.SnapshotsRefused++
 			}
@@ -381,9 +386,18 @@ func (w *World) Counters() Counters {
 	return c
 }
 
+// StartLiveness marks the start of the fault-free liveness phase.
+func (w *World) StartLiveness() {
+	w.mu.Lock()
+	w.healed = true
+	w.mu.Unlock()
+	w.Trace.Record("", "phase", "liveness")
+}
+
 // MaxInstallsAtOneIndex is the most times any node installed a snapshot of
-// the same index, and which node: repeated installs of one point without
-// catching up are a livelock.
+// the same index during the liveness phase, and which node. Under faults a
+// snapshot is legitimately sent again when a reply was lost; on a healed
+// cluster, installing the same point again and again is a livelock.
 func (w *World) MaxInstallsAtOneIndex() (raft.ServerID, uint64, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -213,7 +213,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	out := &reporter{stdout: stdout, stderr: stderr, json: c.json, total: len(c.seeds), progress: isTerminal(stderr) && !c.worker}
+	out := &reporter{stdout: stdout, stderr: stderr, json: c.json, total: len(c.seeds), progress: isTerminal(stderr) && !c.worker, quiet: c.worker}
 	if c.jobs > 1 && len(c.seeds) > 1 {
 		return runWorkers(c, args, out)
 	}
@@ -415,6 +415,8 @@ type reporter struct {
 	total, done    int
 	failed         int
 	started        time.Time
+	// quiet leaves violations to the parent process (for --jobs workers).
+	quiet bool
 }
 
 func (r *reporter) report(rep scenarios.Report) {
@@ -444,7 +446,7 @@ func (r *reporter) report(rep scenarios.Report) {
 			rep.Seed, rep.Scenario, rep.Engine, status, rep.VirtualSeconds, rep.WallSeconds, ratio,
 			rep.SnapshotsBuilt, rep.SnapshotsInstalled, formatCounts(rep.Faults), rep.Ops, short(rep.TraceHash))
 	}
-	if !rep.OK {
+	if !rep.OK && !r.quiet {
 		for _, v := range rep.Violations {
 			fmt.Fprintf(r.stderr, "  seed %d: %s\n", rep.Seed, v)
 		}
