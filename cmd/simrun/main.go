@@ -54,6 +54,7 @@ type config struct {
 	listScenarios    bool
 	saveSchedule     string
 	worker           bool
+	excludeKnown     bool
 	durationSet      bool
 	nodesSet         bool
 }
@@ -83,6 +84,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per seed on standard output")
 	fs.BoolVar(&c.checkDeterminism, "check-determinism", false, "run each seed twice and fail it if the trace hashes differ")
 	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
+	fs.BoolVar(&c.excludeKnown, "exclude-known", false, "skip seeds that fail because of known bugs in dependencies (listed in README)")
 	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker of --jobs")
 	seedList := fs.String("seed-list", "", "internal: run these comma-separated seeds (for --jobs workers)")
 	fs.Usage = func() {
@@ -136,6 +138,17 @@ func parse(args []string, stderr io.Writer) (config, error) {
 			}
 		}
 		c.seeds = mine
+	}
+	if c.excludeKnown {
+		var keep []uint64
+		for _, s := range c.seeds {
+			if k, ok := scenarios.Known(c.opts.Scenario, s); ok {
+				fmt.Fprintf(stderr, "simrun: skipping seed %d: %s\n", s, k.Issue)
+				continue
+			}
+			keep = append(keep, s)
+		}
+		c.seeds = keep
 	}
 	if c.jobs < 1 {
 		return c, usagef("--jobs=%d: need at least 1", c.jobs)
