@@ -50,6 +50,9 @@ type FSMHooks struct {
 	Persisted func(h snapshot.Header, stats snapshot.Stats, err error)
 	// Restored is called after every Restore, successful or not.
 	Restored func(h snapshot.Header, err error)
+	// Applied is called after each batch of entries reaches the engine,
+	// with the entries newly applied (not those skipped as replayed).
+	Applied func(logs []*raft.Log)
 }
 
 // NewFSM returns the state machine over e, resuming from the position e
@@ -129,6 +132,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		return resp
 	}
 	f.applied = next
+	if f.hooks.Applied != nil {
+		var fresh []*raft.Log
+		for i, l := range logs {
+			if _, replayed := resp[i].(Replayed); !replayed && (l.Type == raft.LogCommand || l.Type == raft.LogConfiguration) {
+				fresh = append(fresh, l)
+			}
+		}
+		f.hooks.Applied(fresh)
+	}
 	return resp
 }
 

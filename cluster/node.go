@@ -24,6 +24,12 @@ type NodeConfig struct {
 	Logger hclog.Logger
 	// Hooks observe the state machine's snapshot path.
 	Hooks FSMHooks
+	// Wrap, if set, may replace any of the opened stores with a wrapper
+	// (for tracing, fault injection or planted bugs) before raft sees them.
+	Wrap func(*Stores)
+	// GuardSnapshots wraps the snapshot store raft uses; nil means
+	// snapshot.VerifyingStore, which refuses to keep a damaged stream.
+	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
 }
 
 // Node is one running raft server over its stores.
@@ -47,11 +53,18 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: opening storage of %s: %w", cfg.ID, err)
 	}
+	if cfg.Wrap != nil {
+		cfg.Wrap(stores)
+	}
 	fsm, err := NewFSM(stores.Engine, cfg.Hooks)
 	if err != nil {
 		return nil, errors.Join(err, stores.Close())
 	}
-	snaps := snapshot.VerifyingStore(stores.Snapshots)
+	guard := cfg.GuardSnapshots
+	if guard == nil {
+		guard = snapshot.VerifyingStore
+	}
+	snaps := guard(stores.Snapshots)
 	recovered, err := RecoverFromSnapshots(fsm, snaps)
 	if err != nil {
 		return nil, errors.Join(err, stores.Close())

@@ -42,6 +42,11 @@ type Options struct {
 	Schedule *faults.Schedule
 	// TracePath, if set, receives the run's trace as JSON lines.
 	TracePath string
+	// Mutation plants a bug (see package canaries); nil for a clean run.
+	Mutation *Mutation
+	// OutputDir receives artifacts of a failing run (linearizability
+	// visualizations); empty means none are written.
+	OutputDir string
 	// Baseline runs the same cluster and workload over raft's own
 	// InmemTransport with no faults: the reference BenchmarkSimulate
 	// compares the simulator against.
@@ -75,6 +80,10 @@ type Report struct {
 	Schedule           *faults.Schedule `json:"-"`
 	// Events is the whole trace, for finding where two runs diverge.
 	Events []sim.Event `json:"-"`
+	// Log is what the state machines recorded, for the invariants.
+	Log checkers.RunLog `json:"-"`
+	// Bug names the planted bug of a canary run.
+	Bug string `json:"bug,omitempty"`
 }
 
 // Scenario is a named cluster shape, workload and fault mix.
@@ -271,6 +280,7 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	if opts.Baseline {
 		w.inmem = map[raft.ServerID]*raft.InmemTransport{}
 	}
+	w.mutation = opts.Mutation
 	fail := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
@@ -403,6 +413,10 @@ func judge(w *World, sc Scenario, rep Report) Report {
 		if len(rep.Violations) > 20 {
 			break
 		}
+	}
+	rep.Log = w.RunLog()
+	if w.mutation != nil {
+		rep.Bug = w.mutation.Name
 	}
 	c := w.Counters()
 	rep.SnapshotsBuilt, rep.SnapshotsInstalled, rep.SnapshotsRefused = c.SnapshotsBuilt, c.SnapshotsInstalled, c.SnapshotsRefused

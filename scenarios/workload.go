@@ -47,7 +47,10 @@ func (wl Workload) run(w *World) (stop func()) {
 	var wg sync.WaitGroup
 	for i := range wl.Clients {
 		rng := w.Seed.Rand(fmt.Sprintf("client-%d", i))
-		c := &cluster.Client{ID: i, Nodes: w.Live, History: w.History, Timeout: wl.CallTimeout}
+		var c Doer = &cluster.Client{ID: i, Nodes: w.Live, History: w.History, Timeout: wl.CallTimeout}
+		if w.mutation != nil && w.mutation.Client != nil {
+			c = w.mutation.Client(c.(*cluster.Client), w)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

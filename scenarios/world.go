@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/raft"
 
+	"github.com/raftsnap/testbed/checkers"
 	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/engines"
 	"github.com/raftsnap/testbed/sim"
 	"github.com/raftsnap/testbed/snapshot"
 )
@@ -49,6 +52,34 @@ type World struct {
 	// healed is set when the liveness phase starts: from then on no fault
 	// excuses a snapshot being sent again.
 	healed bool
+	// log records applies, installs and starts for the invariants.
+	log   checkers.RunLog
+	start time.Time
+	// mutation is the planted bug of a canary run, nil for a clean run.
+	mutation *Mutation
+}
+
+// Mutation plants a bug into a run, for the canaries that prove the
+// checkers catch bugs: wrappers around a node's stores, its filesystem and
+// the workload's clients. The planted code lives in the wrappers (package
+// canaries), never in production paths. Nil fields change nothing.
+type Mutation struct {
+	Name string
+	// Stores may wrap a node's opened stores (engine, log, snapshots).
+	Stores func(id raft.ServerID, st *cluster.Stores)
+	// GuardSnapshots replaces the guard around the snapshot store
+	// (snapshot.VerifyingStore).
+	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
+	// FS wraps a Pebble node's filesystem.
+	FS func(vfs.FS) vfs.FS
+	// Client wraps each workload client.
+	Client func(c *cluster.Client, w *World) Doer
+}
+
+// Doer is what the workload calls: a cluster.Client or a wrapper around
+// one.
+type Doer interface {
+	Do(cmd cluster.Command, mode cluster.ReadMode) cluster.Call
 }
 
 // Counters are what a run reports about the snapshot path and faults.
@@ -65,6 +96,8 @@ type Counters struct {
 type slot struct {
 	id     raft.ServerID
 	engine string
+	// live is the engine of the instance being started or running.
+	live engines.Engine
 	// node is the running instance, nil while the node is down.
 	node *cluster.Node
 	// storage is the state the next start opens.
@@ -101,6 +134,7 @@ func NewWorld(seed sim.Seed, tempDir string, rc raft.Config, link sim.LinkOption
 		tempDir:    tempDir,
 		nodes:      map[raft.ServerID]*slot{},
 		stats:      Counters{Faults: map[string]int{}},
+		start:      time.Now(),
 	}
 	return w
 }
@@ -112,7 +146,7 @@ func (w *World) AddNode(id raft.ServerID, engine string) {
 	case EnginePebble:
 		s.fs = vfs.NewCrashableMem()
 		s.disk = newSimDisk(w.Seed.Child("disk-" + string(id)))
-		s.storage = cluster.PebbleStorage{FS: errorfs.Wrap(s.fs, s.disk)}
+		s.storage = w.pebbleStorage(s)
 	case EngineBbolt:
 		s.dir = filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
 		s.storage = cluster.BoltStorage{Dir: s.dir, NoSync: true}
@@ -153,6 +187,15 @@ func (w *World) Start(id raft.ServerID) error {
 		Transport: tr,
 		Raft:      w.raftConfig,
 		Hooks:     w.hooks(id),
+		Wrap: func(st *cluster.Stores) {
+			if w.mutation != nil && w.mutation.Stores != nil {
+				w.mutation.Stores(id, st)
+			}
+			w.mu.Lock()
+			s.live = st.Engine
+			w.mu.Unlock()
+		},
+		GuardSnapshots: w.guard(),
 	})
 	if err != nil {
 		if c, ok := tr.(raft.WithClose); ok {
@@ -162,6 +205,7 @@ func (w *World) Start(id raft.ServerID) error {
 	}
 	w.mu.Lock()
 	s.node = node
+	w.log.Starts = append(w.log.Starts, checkers.Start{Node: string(id), At: time.Since(w.start), Applied: node.FSM.Applied().Index})
 	w.mu.Unlock()
 	w.Trace.Record(string(id), "start", fmt.Sprintf("engine=%s applied=%d recovered=%v", s.engine, node.FSM.Applied().Index, node.RecoveredFromSnapshot))
 	return nil
@@ -177,9 +221,27 @@ func (w *World) hooks(id raft.ServerID) cluster.FSMHooks {
 			w.mu.Unlock()
 			w.Trace.Record(string(id), "snapshot-persist", fmt.Sprintf("index=%d term=%d pairs=%d bytes=%d err=%v", h.Index, h.Term, st.Pairs, st.Bytes, err))
 		},
+		Applied: func(logs []*raft.Log) {
+			at := time.Since(w.start)
+			w.mu.Lock()
+			for _, l := range logs {
+				w.log.Applies = append(w.log.Applies, checkers.Apply{Node: string(id), At: at, Index: l.Index, Term: l.Term,
+					Config: l.Type == raft.LogConfiguration, Data: bytes.Clone(l.Data)})
+			}
+			w.mu.Unlock()
+		},
 		Restored: func(h snapshot.Header, err error) {
+			digest := ""
+			if err == nil {
+				if e := w.engineOfRunning(id); e != nil {
+					if st, rerr := checkers.ReadState(string(id), e); rerr == nil {
+						digest = st.Digest()
+					}
+				}
+			}
 			w.mu.Lock()
 			if err == nil {
+				w.log.Installs = append(w.log.Installs, checkers.Install{Node: string(id), At: time.Since(w.start), Index: h.Index, Term: h.Term, Digest: digest})
 				w.stats.SnapshotsInstalled++
 				if w.healed {
 					w.nodes[id].installs[h.Index]++
@@ -193,22 +255,64 @@ func (w *World) hooks(id raft.ServerID) cluster.FSMHooks {
 	}
 }
 
-// Crash kills node id at this instant. What the old instance does from now
-// on reaches neither the other nodes (its endpoint closes first) nor the
-// state the node restarts from: a Pebble node restarts from a CrashClone of
-// its filesystem taken now, a bbolt node from a copy of its directory taken
-// now (a killed process keeps every committed write). With powerLoss, a
-// Pebble node keeps each block of unsynced data only with probability
-// keepPercent.
+func (w *World) guard() func(raft.SnapshotStore) raft.SnapshotStore {
+	if w.mutation != nil {
+		return w.mutation.GuardSnapshots
+	}
+	return nil
+}
+
+// engineOfRunning returns the engine of the instance of id being started
+// or running. The Restored hook can fire during StartNode (recovery), before
+// the node is registered, so the engine comes from the slot's pending one.
+func (w *World) engineOfRunning(id raft.ServerID) engines.Engine {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].live
+}
+
+// RunLog returns a copy of what the state machines recorded.
+func (w *World) RunLog() checkers.RunLog {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return checkers.RunLog{
+		Applies:  slices.Clone(w.log.Applies),
+		Installs: slices.Clone(w.log.Installs),
+		Starts:   slices.Clone(w.log.Starts),
+	}
+}
+
+// Crash kills node id at this instant and waits until the old instance
+// has stopped; see CrashNow.
 func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int, rng *rand.Rand) error {
+	stop, err := w.CrashNow(id, powerLoss, keepPercent, rng)
+	if err != nil {
+		return err
+	}
+	return stop()
+}
+
+// CrashNow kills node id at this instant without waiting, so it can be
+// called from inside the node's own goroutines (a crash in the middle of a
+// snapshot install). What the old instance does from now on reaches neither
+// the other nodes (its endpoint closes first) nor the state the node
+// restarts from: a Pebble node restarts from a CrashClone of its filesystem
+// taken now, a bbolt node from a copy of its directory taken now (a killed
+// process keeps every committed write). With powerLoss, a Pebble node keeps
+// each block of unsynced data only with probability keepPercent. The
+// returned stop shuts the old instance down; it must be called, from a
+// goroutine other than the node's own, before the world shuts down.
+func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int, rng *rand.Rand) (stop func() error, err error) {
 	w.mu.Lock()
 	s := w.nodes[id]
 	node := s.node
 	s.node = nil
-	w.stats.Crashes++
+	if node != nil {
+		w.stats.Crashes++
+	}
 	w.mu.Unlock()
 	if node == nil {
-		return nil
+		return func() error { return nil }, nil
 	}
 	w.Net.Transport(id).Close() // a fresh endpoint replaces the old one, closed
 	detail := "process"
@@ -222,19 +326,30 @@ func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int, rng *ra
 		s.fs = s.fs.CrashClone(cfg)
 		s.disk.setErrorProbability(0)
 		s.disk.setSyncDelay(0, 0)
-		s.storage = cluster.PebbleStorage{FS: errorfs.Wrap(s.fs, s.disk)}
+		s.storage = w.pebbleStorage(s)
 	case EngineBbolt:
 		s.generation++
 		dir := filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
 		if err := cluster.CopyDir(s.dir, dir); err != nil {
-			return err
+			return nil, err
 		}
 		s.dir = dir
 		s.storage = cluster.BoltStorage{Dir: dir, NoSync: true}
 	}
 	w.Trace.Record(string(id), "crash", detail)
-	// The old instance stops now; its writes land on state nobody reads.
-	return node.Shutdown()
+	// The old instance stops later; its writes land on state nobody reads.
+	return node.Shutdown, nil
+}
+
+// pebbleStorage is a Pebble node's storage on its current filesystem: the
+// crashable memory FS, under the disk fault injector, under the planted
+// bug's wrapper if any.
+func (w *World) pebbleStorage(s *slot) cluster.Storage {
+	var fs vfs.FS = errorfs.Wrap(s.fs, s.disk)
+	if w.mutation != nil && w.mutation.FS != nil {
+		fs = w.mutation.FS(fs)
+	}
+	return cluster.PebbleStorage{FS: fs}
 }
 
 // Restart starts a crashed node again.

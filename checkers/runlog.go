@@ -1,0 +1,41 @@
+package checkers
+
+import "time"
+
+// Apply is one log entry a node's state machine applied (commands and
+// configuration changes; raft's no-ops never reach it).
+type Apply struct {
+	Node   string
+	At     time.Duration
+	Index  uint64
+	Term   uint64
+	Config bool
+	// Data is the entry's payload: an encoded cluster.Command, or the
+	// encoded configuration.
+	Data []byte
+}
+
+// Install is one snapshot a node installed successfully, with a digest of
+// the node's whole state right after (NodeState.Digest).
+type Install struct {
+	Node   string
+	At     time.Duration
+	Index  uint64
+	Term   uint64
+	Digest string
+}
+
+// Start is a node (re)starting with its engine at Applied.
+type Start struct {
+	Node    string
+	At      time.Duration
+	Applied uint64
+}
+
+// RunLog is what the cluster recorded about its state machines during a
+// run, in the order it happened, for the raft and snapshot invariants.
+type RunLog struct {
+	Applies  []Apply
+	Installs []Install
+	Starts   []Start
+}
