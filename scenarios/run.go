@@ -84,6 +84,10 @@ type Report struct {
 	Log checkers.RunLog `json:"-"`
 	// Bug names the planted bug of a canary run.
 	Bug string `json:"bug,omitempty"`
+	// FinalDigest and FinalIndex describe the first live node's state at
+	// the end (all live nodes hold the same when the run converged).
+	FinalDigest string `json:"final_digest"`
+	FinalIndex  uint64 `json:"final_index"`
 }
 
 // Scenario is a named cluster shape, workload and fault mix.
@@ -407,6 +411,10 @@ func judge(w *World, sc Scenario, rep Report) Report {
 		}
 	}
 	rep.Violations = append(rep.Violations, checkers.Convergence(states)...)
+	if len(states) > 0 {
+		rep.FinalDigest = states[0].Digest()
+		rep.FinalIndex = states[0].Applied.Index
+	}
 	history := w.History.Calls()
 	for _, st := range states {
 		rep.Violations = append(rep.Violations, checkers.Durability(history, st)...)

@@ -31,6 +31,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -55,6 +56,10 @@ type config struct {
 	saveSchedule     string
 	worker           bool
 	excludeKnown     bool
+	shrink           bool
+	shrinkRuns       int
+	shrinkOut        string
+	differential     bool
 	durationSet      bool
 	nodesSet         bool
 }
@@ -84,6 +89,10 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per seed on standard output")
 	fs.BoolVar(&c.checkDeterminism, "check-determinism", false, "run each seed twice and fail it if the trace hashes differ")
 	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
+	fs.BoolVar(&c.shrink, "shrink", false, "when a seed fails, search for a smaller fault schedule and safety phase that fail the same way, and print its repro")
+	fs.IntVar(&c.shrinkRuns, "shrink-runs", 150, "at most `N` runs per shrink")
+	fs.StringVar(&c.shrinkOut, "shrink-dir", ".", "write shrunk schedules into `DIR`")
+	fs.BoolVar(&c.differential, "differential", false, "run each seed on bbolt and on Pebble and fail it if the engine-neutral traces or final states differ")
 	fs.BoolVar(&c.excludeKnown, "exclude-known", false, "skip seeds that fail because of known bugs in dependencies (listed in README)")
 	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker of --jobs")
 	seedList := fs.String("seed-list", "", "internal: run these comma-separated seeds (for --jobs workers)")
@@ -273,7 +282,18 @@ func runHere(c config, out *reporter) int {
 func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	opts := c.opts
 	opts.Seed = seed
-	rep, err := scenarios.Run(t, opts)
+	var rep scenarios.Report
+	var err error
+	if c.differential {
+		var bb, pb scenarios.Report
+		var diffs []string
+		bb, pb, diffs, err = scenarios.Differential(t, opts)
+		rep = pb
+		rep.Engine = "bbolt+pebble"
+		rep.Violations = append(append(prefixed("bbolt", bb.Violations), prefixed("pebble", pb.Violations)...), diffs...)
+	} else {
+		rep, err = scenarios.Run(t, opts)
+	}
 	if err != nil {
 		return scenarios.Report{Seed: seed, Scenario: opts.Scenario, Engine: opts.Engine, Violations: []string{err.Error()}}
 	}
@@ -291,7 +311,47 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	}
 	rep.Repro = repro(c, seed)
 	rep.OK = len(rep.Violations) == 0
+	if c.shrink && !rep.OK && !c.differential {
+		shrinkSeed(t, c, opts, rep)
+	}
 	return rep
+}
+
+func prefixed(engine string, vs []string) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = engine + ": " + v
+	}
+	return out
+}
+
+// shrinkSeed searches for a smaller failing schedule for a failing seed and
+// prints it with its repro command.
+func shrinkSeed(t *testing.T, c config, opts scenarios.Options, rep scenarios.Report) {
+	res, err := scenarios.Shrink(t, opts, rep, c.shrinkRuns)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "  shrink seed %d: %v\n", opts.Seed, err)
+		return
+	}
+	path := filepath.Join(c.shrinkOut, fmt.Sprintf("shrunk-%s-seed-%d.json", opts.Scenario, opts.Seed))
+	if err := res.Minimal.Save(path); err != nil {
+		fmt.Fprintf(os.Stderr, "  shrink seed %d: saving: %v\n", opts.Seed, err)
+		return
+	}
+	before, after := scenarios.Size(res.Original), scenarios.Size(res.Minimal)
+	fmt.Fprintf(os.Stderr, "  shrunk seed %d in %d runs (%s violations kept): %d faults over %v -> %d faults over %v (%.1fx fewer faults, %.1fx shorter)\n",
+		opts.Seed, res.Runs, res.Checker, before, res.Original.Duration, after, res.Minimal.Duration,
+		float64(before)/float64(max(after, 1)), res.Original.Duration.Seconds()/res.Minimal.Duration.Seconds())
+	fmt.Fprintf(os.Stderr, "  minimal schedule:\n%s", indent(res.Minimal.String()))
+	fmt.Fprintf(os.Stderr, "  minimal repro: go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s --schedule=%s\n", opts.Seed, opts.Scenario, opts.Engine, path)
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("    " + line + "\n")
+	}
+	return b.String()
 }
 
 func divergence(a, b scenarios.Report) string {
