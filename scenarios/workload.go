@@ -35,7 +35,7 @@ var DefaultWorkload = Workload{
 	GetPercent:    30,
 	DeletePercent: 10,
 	CASPercent:    15,
-	ReadModes:     []cluster.ReadMode{cluster.ReadLog, cluster.ReadBarrier},
+	ReadModes:     []cluster.ReadMode{cluster.ReadLog, cluster.ReadBarrier, cluster.ReadVerifyLeader},
 	CallTimeout:   3 * time.Second,
 }
 
