@@ -17,6 +17,8 @@ fmt-check:
 # Each fuzz target for FUZZTIME (go test runs one fuzz target per invocation).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./snapshot
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLog$$' -fuzztime $(FUZZTIME) ./cluster/logstore
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./cluster
 
 # Snapshot stream/install throughput and peak heap, the seed's buffered
 # approach beside it, and the cost of a point-in-time view.
