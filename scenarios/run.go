@@ -23,6 +23,7 @@ import (
 
 	"github.com/raftsnap/testbed/checkers"
 	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/engines"
 	"github.com/raftsnap/testbed/faults"
 	"github.com/raftsnap/testbed/sim"
 	"github.com/raftsnap/testbed/sim/simtest"
@@ -32,8 +33,17 @@ import (
 type Options struct {
 	Seed     uint64
 	Scenario string
-	// Engine is bbolt, pebble or mixed (nodes alternate); default pebble.
+	// Engine is bbolt, pebble, mixed (Pebble on even nodes, bbolt on odd
+	// ones), custom (every node runs NewEngine's engine) or mixed-custom
+	// (Pebble on even nodes, NewEngine's on odd ones); default pebble, or
+	// custom when NewEngine is set. A scenario that fixes its engines
+	// (Scenario.Engine) overrides it.
 	Engine string
+	// NewEngine opens the engine of a custom node in dir, an empty
+	// directory the first time and the one it wrote to (or a crash-instant
+	// copy of it) at every restart. It is how a user puts their own
+	// engines.Engine under the same faults; see cluster.CustomStorage.
+	NewEngine func(dir string) (engines.Engine, error)
 	// Nodes is the initial cluster size; 0 means the scenario's default.
 	Nodes int
 	// Duration is the safety phase (virtual); 0 means the scenario's.
@@ -116,6 +126,13 @@ type Scenario struct {
 	Script func(seed sim.Seed, nodes int, safety time.Duration) []faults.Fault
 	// Link is the network's model outside faults.
 	Link sim.LinkOptions
+	// Taps plans crashes at points of the snapshot path (crashtap.go);
+	// nil means none, and then the nodes' stores are not wrapped at all.
+	Taps func(seed sim.Seed, nodes int, safety time.Duration) []CrashTap
+	// Engine, if set, fixes the engines whatever Options.Engine says:
+	// EngineMixed runs Pebble and bbolt nodes side by side (with a custom
+	// engine given, Pebble and the custom one).
+	Engine string
 }
 
 var registry = map[string]Scenario{}
@@ -166,9 +183,22 @@ func Resolve(opts Options) (Options, Scenario, error) {
 	}
 	if opts.Engine == "" {
 		opts.Engine = EnginePebble
+		if opts.NewEngine != nil {
+			opts.Engine = EngineCustom
+		}
 	}
-	if !slices.Contains([]string{EngineBbolt, EnginePebble, EngineMixed}, opts.Engine) {
-		return opts, sc, fmt.Errorf("%w: unknown engine %q (bbolt, pebble or mixed)", ErrUsage, opts.Engine)
+	if !slices.Contains([]string{EngineBbolt, EnginePebble, EngineMixed, EngineCustom, EngineMixedCustom}, opts.Engine) {
+		return opts, sc, fmt.Errorf("%w: unknown engine %q (bbolt, pebble, mixed, custom or mixed-custom)", ErrUsage, opts.Engine)
+	}
+	if sc.Engine == EngineMixed {
+		if opts.Engine == EngineCustom || opts.Engine == EngineMixedCustom {
+			opts.Engine = EngineMixedCustom
+		} else {
+			opts.Engine = EngineMixed
+		}
+	}
+	if (opts.Engine == EngineCustom || opts.Engine == EngineMixedCustom) && opts.NewEngine == nil {
+		return opts, sc, fmt.Errorf("%w: engine %s needs Options.NewEngine (Go API only)", ErrUsage, opts.Engine)
 	}
 	if opts.Nodes == 0 {
 		opts.Nodes = sc.Nodes
@@ -222,9 +252,13 @@ func sortFaults(fs []faults.Fault) []faults.Fault {
 
 // engineFor is the engine of node i.
 func engineFor(engine string, i int) string {
-	if engine == EngineMixed {
+	switch engine {
+	case EngineMixed, EngineMixedCustom:
 		if i%2 == 0 {
 			return EnginePebble
+		}
+		if engine == EngineMixedCustom {
+			return EngineCustom
 		}
 		return EngineBbolt
 	}
@@ -299,6 +333,12 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 		w.inmem = map[raft.ServerID]*raft.InmemTransport{}
 	}
 	w.mutation = opts.Mutation
+	w.SetEngineFactory(opts.NewEngine)
+	var taps []CrashTap
+	if sc.Taps != nil && !opts.Baseline {
+		taps = sc.Taps(seed, opts.Nodes, opts.Duration)
+		w.EnableCrashTaps()
+	}
 	fail := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
@@ -317,6 +357,9 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	}()
 	w.Trace.Record("", "run", fmt.Sprintf("seed=%d scenario=%s engine=%s nodes=%d safety=%v", opts.Seed, sc.Name, opts.Engine, opts.Nodes, opts.Duration))
 	w.Trace.Record("", "schedule", sched.String())
+	for _, t := range taps {
+		w.Trace.Record("", "crash-tap-planned", t.String())
+	}
 
 	var servers []raft.Server
 	for i := range opts.Nodes {
@@ -345,7 +388,7 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	// Safety phase: load and faults.
 	stopLoad := sc.Workload.run(w)
 	nem := &nemesis{w: w, rng: seed.Rand("nemesis"), base: sc.Link, linkFaults: map[int]faults.Fault{},
-		nodeIndex: nodeID, addEngine: func(i int) string { return engineFor(opts.Engine, i) }}
+		nodeIndex: nodeID, addEngine: func(i int) string { return engineFor(opts.Engine, i) }, taps: taps}
 	rep.FaultsSkipped = nem.run(sched, start)
 	if d := time.Until(start.Add(opts.Duration)); d > 0 {
 		time.Sleep(d)
@@ -425,6 +468,9 @@ func judge(w *World, sc Scenario, rep Report) Report {
 		}
 	}
 	rep.Violations = append(rep.Violations, checkers.Convergence(states)...)
+	runLog := w.RunLog()
+	rep.Violations = append(rep.Violations, checkers.RaftInvariants(w.Trace.Events(), runLog)...)
+	rep.Violations = append(rep.Violations, checkers.SnapshotIntegrity(runLog)...)
 	if len(states) > 0 {
 		rep.FinalDigest = states[0].Digest()
 		rep.FinalIndex = states[0].Applied.Index
@@ -437,7 +483,7 @@ func judge(w *World, sc Scenario, rep Report) Report {
 			break
 		}
 	}
-	rep.Log = w.RunLog()
+	rep.Log = runLog
 	if w.mutation != nil {
 		rep.Bug = w.mutation.Name
 	}
