@@ -29,8 +29,18 @@ type FSM struct {
 	engine engines.Engine
 	hooks  FSMHooks
 
-	// mu guards the fields below. Raft calls ApplyBatch, Snapshot and
-	// Restore from one goroutine; mu is for readers on other goroutines.
+	// write serializes what changes the engine or must see it unchanging
+	// (ApplyBatch, Snapshot, Restore, RecoverFromSnapshots). Raft calls
+	// them from one goroutine, so it is uncontended; it is held across
+	// engine I/O, which is why readers never take it.
+	write sync.Mutex
+	// mu guards the fields below for readers on other goroutines. It is
+	// held only to read or set them, never across engine I/O: a reader of
+	// Applied must not wait behind a slow fsync (and inside a synctest
+	// bubble a goroutine blocked on a mutex is not durably blocked, so a
+	// virtual-time delay in that fsync would never end: the run hangs).
+	// Writers hold write as well when they set a field, so they may read
+	// the fields under write alone.
 	mu sync.Mutex
 	// applied mirrors engine.Applied(); Invariant: it only moves forward,
 	// except through Restore to an older snapshot.
@@ -48,8 +58,10 @@ type FSMHooks struct {
 	// Persisted is called after every FSMSnapshot.Persist, with the
 	// position the snapshot reflects and its error (nil when kept).
 	Persisted func(h snapshot.Header, stats snapshot.Stats, err error)
-	// Restored is called after every Restore, successful or not.
-	Restored func(h snapshot.Header, err error)
+	// Restored is called after every Restore, successful or not. kept
+	// reports a snapshot that was at or below the engine's applied index:
+	// verified but not installed, the engine keeping its newer state.
+	Restored func(h snapshot.Header, kept bool, err error)
 	// Applied is called after each batch of entries reaches the engine,
 	// with the entries newly applied (not those skipped as replayed).
 	Applied func(logs []*raft.Log)
@@ -80,8 +92,8 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // and raft replays them because it knows only its snapshot's index). Each
 // response is a Result, a Replayed, or an error.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.write.Lock()
+	defer f.write.Unlock()
 	resp := make([]any, len(logs))
 	if f.failed != nil {
 		for i := range resp {
@@ -125,13 +137,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	batch.Applied = next
 	if err := f.engine.Write(batch); err != nil {
-		f.failed = fmt.Errorf("%w: %w", ErrFSMFailed, err)
+		failed := fmt.Errorf("%w: %w", ErrFSMFailed, err)
+		f.mu.Lock()
+		f.failed = failed
+		f.mu.Unlock()
 		for i := range resp {
-			resp[i] = f.failed
+			resp[i] = failed
 		}
 		return resp
 	}
+	f.mu.Lock()
 	f.applied = next
+	f.mu.Unlock()
 	if f.hooks.Applied != nil {
 		var fresh []*raft.Log
 		for i, l := range logs {
@@ -183,8 +200,8 @@ func (f *FSM) applyCommand(l *raft.Log, batch *engines.Batch, pending map[string
 // Snapshot takes the engine's point-in-time view: O(1), because raft calls
 // it on the goroutine that applies entries.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.write.Lock()
+	defer f.write.Unlock()
 	if f.failed != nil {
 		return nil, f.failed
 	}
@@ -214,17 +231,51 @@ func (s *observedSnapshot) Persist(sink raft.SnapshotSink) error {
 // engine's atomic install. A bad stream leaves the engine as it was.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.write.Lock()
+	defer f.write.Unlock()
+	dec, err := snapshot.NewDecoder(rc)
+	if err != nil {
+		if f.hooks.Restored != nil {
+			f.hooks.Restored(snapshot.Header{}, false, err)
+		}
+		return fmt.Errorf("cluster: restoring snapshot: %w", err)
+	}
+	h := dec.Header()
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	h, err := snapshot.Restore(f.engine, rc)
+	current := f.applied
+	failed := f.failed
+	f.mu.Unlock()
+	if failed == nil && current.Index > 0 && h.Index <= current.Index {
+		// hashicorp/raft restores every snapshot it is sent, even one at or
+		// below what this state machine already applied (a leader that
+		// walked its nextIndex back past its log sends its older snapshot
+		// again; see README, hashicorp/raft#205). The engine already holds
+		// a longer prefix of the same committed log, so installing would
+		// only move the state backwards; raft re-sends the later entries
+		// and ApplyBatch skips those it has. Read the stream to the end all
+		// the same, so a damaged one is still refused.
+		for dec.Next() {
+		}
+		err := dec.Err()
+		if f.hooks.Restored != nil {
+			f.hooks.Restored(h, err == nil, err)
+		}
+		if err != nil {
+			return fmt.Errorf("cluster: restoring snapshot: %w", err)
+		}
+		return nil
+	}
+	err = f.engine.Install(dec, h.Applied())
 	if f.hooks.Restored != nil {
-		f.hooks.Restored(h, err)
+		f.hooks.Restored(h, false, err)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: restoring snapshot: %w", err)
 	}
+	f.mu.Lock()
 	f.applied = h.Applied()
 	f.failed = nil // the install replaced whatever state the error left
+	f.mu.Unlock()
 	return nil
 }
 
@@ -272,19 +323,21 @@ func RecoverFromSnapshots(f *FSM, store raft.SnapshotStore) (bool, error) {
 	// Raft's snapshot index counts no-op entries the FSM never sees, so
 	// compare with the position inside the stream.
 	h := dec.Header()
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.write.Lock()
+	defer f.write.Unlock()
 	if h.Index <= f.applied.Index {
 		return false, nil
 	}
 	err = f.engine.Install(dec, h.Applied())
 	if f.hooks.Restored != nil {
-		f.hooks.Restored(h, err)
+		f.hooks.Restored(h, false, err)
 	}
 	if err != nil {
 		return false, fmt.Errorf("cluster: restoring snapshot %s: %w", metas[0].ID, err)
 	}
+	f.mu.Lock()
 	f.applied = h.Applied()
 	f.failed = nil
+	f.mu.Unlock()
 	return true, nil
 }

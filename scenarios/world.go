@@ -25,6 +25,20 @@ const (
 	EngineBbolt  = "bbolt"
 	EnginePebble = "pebble"
 	EngineMixed  = "mixed"
+	// EngineCustom runs the engine of Options.NewEngine (see
+	// cluster.CustomStorage).
+	EngineCustom = "custom"
+	// EngineMixedCustom runs Pebble on even nodes and the custom engine on
+	// odd ones.
+	EngineMixedCustom = "mixed-custom"
+)
+
+// Sizes that make the simulator's small snapshots install in several
+// pieces, so that a crash in the middle of an install finds some of them
+// already written: bbolt staging transactions and Pebble staged sstables.
+const (
+	simStagingTxBytes  = 1 << 10
+	simInstallFileSize = 4 << 10
 )
 
 // World is one simulated run: the network, the nodes (which can crash,
@@ -57,6 +71,17 @@ type World struct {
 	start time.Time
 	// mutation is the planted bug of a canary run, nil for a clean run.
 	mutation *Mutation
+	// newEngine opens the engine of EngineCustom nodes.
+	newEngine func(dir string) (engines.Engine, error)
+	// crashTaps, set before any node starts, wraps every node's engine
+	// and snapshot store in the crash taps (crashtap.go).
+	crashTaps bool
+	// background tracks the goroutines that stop and restart nodes
+	// crashed by a tap; healed closes when the liveness phase starts,
+	// telling them to leave restarting to it.
+	background sync.WaitGroup
+	healedCh   chan struct{}
+	healOnce   sync.Once
 }
 
 // Mutation plants a bug into a run, for the canaries that prove the
@@ -87,6 +112,7 @@ type Counters struct {
 	SnapshotsBuilt     int            `json:"snapshots_built"`
 	SnapshotsInstalled int            `json:"snapshots_installed"`
 	SnapshotsRefused   int            `json:"snapshots_refused"`
+	SnapshotsKept      int            `json:"snapshots_kept"`
 	Faults             map[string]int `json:"faults"`
 	Crashes            int            `json:"crashes"`
 	Restarts           int            `json:"restarts"`
@@ -109,6 +135,15 @@ type slot struct {
 	dir        string
 	generation int
 	removed    bool
+	// incarnation counts the instances of the node: it grows at every
+	// start, crash and removal, so a hook or tap of an instance that has
+	// since crashed can tell that it no longer speaks for the node.
+	incarnation int
+	// starting is set while Start opens the node, so that two restarts
+	// (the nemesis's and a crash tap's) never open the same state twice.
+	starting bool
+	// tap is the crash tap armed on the node, nil when none is.
+	tap *CrashTap
 	// installs counts the snapshot installs at each index during the
 	// liveness phase, for livelock detection.
 	installs map[uint64]int
@@ -135,9 +170,14 @@ func NewWorld(seed sim.Seed, tempDir string, rc raft.Config, link sim.LinkOption
 		nodes:      map[raft.ServerID]*slot{},
 		stats:      Counters{Faults: map[string]int{}},
 		start:      time.Now(),
+		healedCh:   make(chan struct{}),
 	}
 	return w
 }
+
+// SetEngineFactory gives the engine of EngineCustom nodes; call it before
+// adding any.
+func (w *World) SetEngineFactory(open func(dir string) (engines.Engine, error)) { w.newEngine = open }
 
 // AddNode creates (but does not start) a node with empty state.
 func (w *World) AddNode(id raft.ServerID, engine string) {
@@ -146,10 +186,11 @@ func (w *World) AddNode(id raft.ServerID, engine string) {
 	case EnginePebble:
 		s.fs = vfs.NewCrashableMem()
 		s.disk = newSimDisk(w.Seed.Child("disk-" + string(id)))
+		s.disk.failStop = func() bool { return w.failStop(id) }
 		s.storage = w.pebbleStorage(s)
-	case EngineBbolt:
+	case EngineBbolt, EngineCustom:
 		s.dir = filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
-		s.storage = cluster.BoltStorage{Dir: s.dir, NoSync: true}
+		s.storage = w.dirStorage(s)
 	default:
 		panic("scenarios: unknown engine " + engine)
 	}
@@ -159,14 +200,32 @@ func (w *World) AddNode(id raft.ServerID, engine string) {
 	w.mu.Unlock()
 }
 
+// dirStorage is the storage of a bbolt or custom node in its current
+// directory.
+func (w *World) dirStorage(s *slot) cluster.Storage {
+	if s.engine == EngineCustom {
+		return cluster.CustomStorage{Dir: s.dir, OpenEngine: w.newEngine, NoSync: true}
+	}
+	return cluster.BoltStorage{Dir: s.dir, NoSync: true, StagingTxBytes: simStagingTxBytes}
+}
+
 // Start starts node id from its current storage.
 func (w *World) Start(id raft.ServerID) error {
 	w.mu.Lock()
 	s := w.nodes[id]
-	w.mu.Unlock()
-	if s.node != nil {
+	if s.node != nil || s.starting {
+		w.mu.Unlock()
 		return fmt.Errorf("scenarios: %s already running", id)
 	}
+	s.starting = true
+	s.incarnation++
+	inc := s.incarnation
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		s.starting = false
+		w.mu.Unlock()
+	}()
 	var tr raft.Transport
 	if w.inmem != nil {
 		_, t := raft.NewInmemTransport(raft.ServerAddress(id))
@@ -186,16 +245,19 @@ func (w *World) Start(id raft.ServerID) error {
 		Storage:   s.storage,
 		Transport: tr,
 		Raft:      w.raftConfig,
-		Hooks:     w.hooks(id),
+		Hooks:     w.hooks(id, inc),
 		Wrap: func(st *cluster.Stores) {
 			if w.mutation != nil && w.mutation.Stores != nil {
 				w.mutation.Stores(id, st)
+			}
+			if w.crashTaps {
+				st.Engine = &tapEngine{Engine: st.Engine, w: w, id: id, inc: inc}
 			}
 			w.mu.Lock()
 			s.live = st.Engine
 			w.mu.Unlock()
 		},
-		GuardSnapshots: w.guard(),
+		GuardSnapshots: w.tapGuard(id, inc, w.guard()),
 	})
 	if err != nil {
 		if c, ok := tr.(raft.WithClose); ok {
@@ -211,28 +273,51 @@ func (w *World) Start(id raft.ServerID) error {
 	return nil
 }
 
-func (w *World) hooks(id raft.ServerID) cluster.FSMHooks {
+// current reports whether incarnation inc is still the instance of id
+// that counts: one that crashed since goes on running until it is stopped,
+// but what it does after the crash instant reaches neither the node's
+// restarted state nor the record of the run.
+func (w *World) current(id raft.ServerID, inc int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].incarnation == inc
+}
+
+// staleNote marks trace events of an instance that has crashed since.
+const staleNote = " (crashed instance)"
+
+func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 	return cluster.FSMHooks{
 		Persisted: func(h snapshot.Header, st snapshot.Stats, err error) {
+			note := ""
 			w.mu.Lock()
-			if err == nil {
+			if w.nodes[id].incarnation != inc {
+				note = staleNote
+			} else if err == nil {
 				w.stats.SnapshotsBuilt++
 			}
 			w.mu.Unlock()
-			w.Trace.Record(string(id), "snapshot-persist", fmt.Sprintf("index=%d term=%d pairs=%d bytes=%d err=%v", h.Index, h.Term, st.Pairs, st.Bytes, err))
+			w.Trace.Record(string(id), "snapshot-persist", fmt.Sprintf("index=%d term=%d pairs=%d bytes=%d err=%v%s", h.Index, h.Term, st.Pairs, st.Bytes, err, note))
 		},
 		Applied: func(logs []*raft.Log) {
 			at := time.Since(w.start)
 			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.nodes[id].incarnation != inc {
+				return
+			}
 			for _, l := range logs {
 				w.log.Applies = append(w.log.Applies, checkers.Apply{Node: string(id), At: at, Index: l.Index, Term: l.Term,
 					Config: l.Type == raft.LogConfiguration, Data: bytes.Clone(l.Data)})
 			}
-			w.mu.Unlock()
 		},
-		Restored: func(h snapshot.Header, err error) {
+		Restored: func(h snapshot.Header, kept bool, err error) {
+			if !w.current(id, inc) {
+				w.Trace.Record(string(id), "snapshot-restore", fmt.Sprintf("index=%d term=%d kept=%v err=%v%s", h.Index, h.Term, kept, err, staleNote))
+				return
+			}
 			digest := ""
-			if err == nil {
+			if err == nil && !kept {
 				if e := w.engineOfRunning(id); e != nil {
 					if st, rerr := checkers.ReadState(string(id), e); rerr == nil {
 						digest = st.Digest()
@@ -240,17 +325,29 @@ func (w *World) hooks(id raft.ServerID) cluster.FSMHooks {
 				}
 			}
 			w.mu.Lock()
-			if err == nil {
+			switch {
+			case err != nil:
+				w.stats.SnapshotsRefused++
+			case kept:
+				// Verified but not installed: the engine was already past
+				// it. Being sent the same point again and again after
+				// healing is still a livelock.
+				w.stats.SnapshotsKept++
+				if w.healed {
+					w.nodes[id].installs[h.Index]++
+				}
+			default:
 				w.log.Installs = append(w.log.Installs, checkers.Install{Node: string(id), At: time.Since(w.start), Index: h.Index, Term: h.Term, Digest: digest})
 				w.stats.SnapshotsInstalled++
 				if w.healed {
 					w.nodes[id].installs[h.Index]++
 				}
-			} else {
-				w.stats.SnapshotsRefused++
 			}
 			w.mu.Unlock()
-			w.Trace.Record(string(id), "snapshot-restore", fmt.Sprintf("index=%d term=%d err=%v", h.Index, h.Term, err))
+			w.Trace.Record(string(id), "snapshot-restore", fmt.Sprintf("index=%d term=%d kept=%v err=%v", h.Index, h.Term, kept, err))
+			if err == nil {
+				w.fireTap(id, inc, CrashInstalled, fmt.Sprintf("index=%d", h.Index))
+			}
 		},
 	}
 }
@@ -309,6 +406,7 @@ func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int, rng 
 	s.node = nil
 	if node != nil {
 		w.stats.Crashes++
+		s.incarnation++
 	}
 	w.mu.Unlock()
 	if node == nil {
@@ -327,14 +425,14 @@ func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int, rng 
 		s.disk.setErrorProbability(0)
 		s.disk.setSyncDelay(0, 0)
 		s.storage = w.pebbleStorage(s)
-	case EngineBbolt:
+	case EngineBbolt, EngineCustom:
 		s.generation++
 		dir := filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
 		if err := cluster.CopyDir(s.dir, dir); err != nil {
 			return nil, err
 		}
 		s.dir = dir
-		s.storage = cluster.BoltStorage{Dir: dir, NoSync: true}
+		s.storage = w.dirStorage(s)
 	}
 	w.Trace.Record(string(id), "crash", detail)
 	// The old instance stops later; its writes land on state nobody reads.
@@ -349,7 +447,7 @@ func (w *World) pebbleStorage(s *slot) cluster.Storage {
 	if w.mutation != nil && w.mutation.FS != nil {
 		fs = w.mutation.FS(fs)
 	}
-	return cluster.PebbleStorage{FS: fs}
+	return cluster.PebbleStorage{FS: fs, InstallFileSize: simInstallFileSize}
 }
 
 // Restart starts a crashed node again.
@@ -366,6 +464,8 @@ func (w *World) Remove(id raft.ServerID) {
 	s := w.nodes[id]
 	node := s.node
 	s.node, s.removed = nil, true
+	s.incarnation++
+	s.tap = nil
 	w.mu.Unlock()
 	w.Trace.Record(string(id), "removed", "")
 	if node != nil {
@@ -386,6 +486,12 @@ func (w *World) removed(id raft.ServerID) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.nodes[id] != nil && w.nodes[id].removed
+}
+
+func (w *World) incarnationOf(id raft.ServerID) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].incarnation
 }
 
 func (w *World) engineOf(id raft.ServerID) string {
@@ -501,12 +607,32 @@ func (w *World) Counters() Counters {
 	return c
 }
 
-// StartLiveness marks the start of the fault-free liveness phase.
+// StartLiveness marks the start of the fault-free liveness phase: crash
+// taps not yet fired are disarmed, and the nodes they crashed are left down
+// for the caller to restart with the others.
 func (w *World) StartLiveness() {
 	w.mu.Lock()
 	w.healed = true
+	var unfired []string
+	for _, id := range w.ids {
+		if t := w.nodes[id].tap; t != nil {
+			unfired = append(unfired, fmt.Sprintf("%s: %s", id, t))
+			w.nodes[id].tap = nil
+		}
+	}
 	w.mu.Unlock()
+	for _, u := range unfired {
+		w.Trace.Record("", "crash-point-unfired", u)
+	}
+	w.stopBackground()
 	w.Trace.Record("", "phase", "liveness")
+}
+
+// stopBackground tells the crash taps' goroutines to stop and waits for
+// them: each has stopped its crashed instance when it returns.
+func (w *World) stopBackground() {
+	w.healOnce.Do(func() { close(w.healedCh) })
+	w.background.Wait()
 }
 
 // MaxInstallsAtOneIndex is the most times any node installed a snapshot of
@@ -532,6 +658,7 @@ func (w *World) MaxInstallsAtOneIndex() (raft.ServerID, uint64, int) {
 // Shutdown stops every running node and closes the network; it must run
 // before the bubble ends (DESIGN.md rule 5).
 func (w *World) Shutdown() error {
+	w.stopBackground()
 	var errs []error
 	for _, n := range w.Live() {
 		if err := n.Shutdown(); err != nil {
