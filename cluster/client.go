@@ -79,7 +79,15 @@ type History struct {
 // inside a synctest bubble).
 func NewHistory() *History { return &History{start: time.Now()} }
 
-func (h *History) since() time.Duration { return time.Since(h.start) }
+// Since is the virtual time since the history began: what Invoke and
+// Return are measured in.
+func (h *History) Since() time.Duration { return time.Since(h.start) }
+
+func (h *History) since() time.Duration { return h.Since() }
+
+// Record adds a call made by a client other than Client (a wrapper that
+// issues its own calls records them here).
+func (h *History) Record(c Call) { h.add(c) }
 
 func (h *History) add(c Call) {
 	h.mu.Lock()

@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftsnap/testbed/canaries"
 	"github.com/raftsnap/testbed/faults"
 	"github.com/raftsnap/testbed/scenarios"
 	"github.com/raftsnap/testbed/sim"
@@ -56,6 +57,10 @@ type config struct {
 	saveSchedule     string
 	worker           bool
 	excludeKnown     bool
+	bug              *canaries.Bug
+	listBugs         bool
+	scenarioSet      bool
+	engineSet        bool
 	shrink           bool
 	shrinkRuns       int
 	shrinkOut        string
@@ -89,6 +94,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per seed on standard output")
 	fs.BoolVar(&c.checkDeterminism, "check-determinism", false, "run each seed twice and fail it if the trace hashes differ")
 	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
+	bugName := fs.String("bug", "", "plant the bug `NAME` (see --list-bugs) and hunt it: stop at the first seed whose checkers catch it; exit 0 if caught, 1 if not")
+	fs.BoolVar(&c.listBugs, "list-bugs", false, "list the planted bugs (canaries) and exit")
 	fs.BoolVar(&c.shrink, "shrink", false, "when a seed fails, search for a smaller fault schedule and safety phase that fail the same way, and print its repro")
 	fs.IntVar(&c.shrinkRuns, "shrink-runs", 150, "at most `N` runs per shrink")
 	fs.StringVar(&c.shrinkOut, "shrink-dir", ".", "write shrunk schedules into `DIR`")
@@ -112,9 +119,31 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.Visit(func(f *flag.Flag) {
 		c.durationSet = c.durationSet || f.Name == "duration"
 		c.nodesSet = c.nodesSet || f.Name == "nodes"
+		c.scenarioSet = c.scenarioSet || f.Name == "scenario"
+		c.engineSet = c.engineSet || f.Name == "engine"
 	})
-	if c.listScenarios {
+	if c.listScenarios || c.listBugs {
 		return c, nil
+	}
+	if *bugName != "" {
+		b, ok := canaries.Lookup(*bugName)
+		if !ok {
+			var names []string
+			for _, b := range canaries.All() {
+				names = append(names, b.Name)
+			}
+			return c, usagef("--bug=%q: unknown bug (known: %s)", *bugName, strings.Join(names, ", "))
+		}
+		c.bug = &b
+		if !c.scenarioSet {
+			c.opts.Scenario = b.Scenario
+		}
+		if !c.engineSet {
+			c.opts.Engine = b.Engine
+		}
+		if c.differential || c.shrink && c.jobs > 1 {
+			return c, usagef("--bug cannot be combined with --differential or with --shrink and --jobs")
+		}
 	}
 	c.opts.Seed = *seed
 	c.seeds = []uint64{*seed}
@@ -235,6 +264,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if c.listBugs {
+		for _, b := range canaries.All() {
+			fmt.Fprintf(stdout, "%-32s %-13s caught by %-18s in %s/%s: %s\n", b.Name, b.Layer, b.Catcher, b.Scenario, b.Engine, b.Description)
+		}
+		return 0
+	}
+	if c.bug != nil {
+		c.jobs = 1 // a hunt stops at the first catch
+	}
 	out := &reporter{stdout: stdout, stderr: stderr, json: c.json, total: len(c.seeds), progress: isTerminal(stderr) && !c.worker, quiet: c.worker}
 	if c.jobs > 1 && len(c.seeds) > 1 {
 		return runWorkers(c, args, out)
@@ -251,6 +289,7 @@ func runHere(c config, out *reporter) int {
 	realStdout := os.Stdout
 	test := func(t *testing.T) {
 		code := 0
+		var caught *scenarios.Report
 		for _, seed := range c.seeds {
 			var rep scenarios.Report
 			passed := t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { rep = runSeed(t, c, seed) })
@@ -262,9 +301,16 @@ func runHere(c config, out *reporter) int {
 				code = 1
 			}
 			out.report(rep)
+			if c.bug != nil && !rep.OK {
+				caught = &rep
+				break
+			}
 		}
 		os.Stdout = realStdout
 		out.finish()
+		if c.bug != nil {
+			code = huntSummary(c, out, caught)
+		}
 		os.Exit(code)
 	}
 	// The testing package prints its own lines on standard output; keep
@@ -282,6 +328,9 @@ func runHere(c config, out *reporter) int {
 func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	opts := c.opts
 	opts.Seed = seed
+	if c.bug != nil {
+		opts.Mutation = c.bug.Mutation()
+	}
 	var rep scenarios.Report
 	var err error
 	if c.differential {
@@ -315,6 +364,36 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 		shrinkSeed(t, c, opts, rep)
 	}
 	return rep
+}
+
+// huntSummary reports a bug hunt: which checker caught the planted bug,
+// and at which seed. A hunt succeeds (exit 0) when the bug was caught.
+func huntSummary(c config, out *reporter, caught *scenarios.Report) int {
+	type summary struct {
+		Summary   bool   `json:"summary"`
+		Bug       string `json:"bug"`
+		Caught    bool   `json:"caught"`
+		FirstSeed uint64 `json:"first_seed,omitempty"`
+		CaughtBy  string `json:"caught_by,omitempty"`
+		Expected  string `json:"expected_checker"`
+		Seeds     int    `json:"seeds_run"`
+	}
+	s := summary{Summary: true, Bug: c.bug.Name, Expected: c.bug.Catcher, Seeds: out.done}
+	if caught != nil {
+		s.Caught, s.FirstSeed, s.CaughtBy = true, caught.Seed, canaries.CheckerOf(caught.Violations[0])
+	}
+	if c.json {
+		b, _ := json.Marshal(s)
+		fmt.Fprintln(out.stdout, string(b))
+	} else if s.Caught {
+		fmt.Fprintf(out.stdout, "bug %s: caught at seed %d by %s (expected %s), after %d seeds\n", s.Bug, s.FirstSeed, s.CaughtBy, s.Expected, s.Seeds)
+	} else {
+		fmt.Fprintf(out.stdout, "bug %s: NOT caught in %d seeds\n", s.Bug, s.Seeds)
+	}
+	if s.Caught {
+		return 0
+	}
+	return 1
 }
 
 func prefixed(engine string, vs []string) []string {
