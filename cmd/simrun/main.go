@@ -102,7 +102,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.differential, "differential", false, "run each seed on bbolt and on Pebble and fail it if the engine-neutral traces or final states differ")
 	fs.BoolVar(&c.excludeKnown, "exclude-known", false, "skip seeds that fail because of known bugs in dependencies (listed in README)")
 	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker of --jobs")
-	seedList := fs.String("seed-list", "", "internal: run these comma-separated seeds (for --jobs workers)")
+	seedList := fs.String("seed-list", "", "run these comma-separated seeds (overrides --seed and --seeds)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: simrun [flags]\n\nRuns deterministic simulations of hashicorp/raft clusters and judges each run.\nExit status: 0 all seeds passed, 1 a seed failed, 2 bad usage.\n\nFlags:\n")
 		fs.PrintDefaults()
