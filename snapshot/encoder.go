@@ -14,7 +14,7 @@ import (
 // checksums and writes them in one go. Checksumming per field through a
 // bufio.Writer measured 0.6-0.7x of raw iteration; one CRC per chunk keeps
 // the stream within a few percent of it.
-const chunkSize = 64 << 10
+const chunkSize = 256 << 10
 
 // Encoder writes a version-1 stream to any io.Writer in constant memory:
 // a chunk buffer and a copy of the last key. Call Add for each pair in
@@ -95,12 +95,19 @@ func (e *Encoder) Add(key, value []byte) error {
 		// The common case: the pair goes into the chunk, and its key stays
 		// there for the next order check.
 		n := len(e.chunk)
+		rec := e.chunk[n : n+need]
 		e.chunk = e.chunk[:n+need]
-		e.chunk[n] = tagPair
-		binary.LittleEndian.PutUint32(e.chunk[n+1:], uint32(len(key)))
-		binary.LittleEndian.PutUint32(e.chunk[n+5:], uint32(len(value)))
-		copy(e.chunk[n+pairHeaderLen:], key)
-		copy(e.chunk[n+pairHeaderLen+len(key):], value)
+		rec[0] = tagPair
+		binary.LittleEndian.PutUint32(rec[1:5], uint32(len(key)))
+		binary.LittleEndian.PutUint32(rec[5:9], uint32(len(value)))
+		body := rec[pairHeaderLen:]
+		if len(key) == 16 {
+			// The common key size copies without a call to memmove.
+			*(*[16]byte)(body) = [16]byte(key)
+		} else {
+			copy(body, key)
+		}
+		copy(body[len(key):], value)
 		e.lastKeyAt, e.lastKeyLen = n+pairHeaderLen, len(key)
 		return nil
 	}
