@@ -1,0 +1,197 @@
+// Package canaries owns the testbed's planted bugs: a catalog of realistic
+// defects in the engine, the snapshot stream, the state machine, the
+// storage and the client, each packaged as a scenarios.Mutation, which
+// proves the checkers catch real bugs. A canary that stops being caught
+// means a checker or a scenario lost its teeth.
+//
+// Every planted bug lives in a wrapper in this package (around an engine, a
+// filesystem, a snapshot store or a client); production code has no branch
+// for any of them. Hunt runs seeds until a canary is caught and says which
+// checker caught it.
+package canaries
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/scenarios"
+)
+
+// Layers a bug can live in.
+const (
+	LayerEngine       = "engine"
+	LayerStream       = "stream"
+	LayerStateMachine = "state-machine"
+	LayerClient       = "client"
+	LayerStorage      = "storage"
+)
+
+// Checkers, by the prefix their violations carry.
+const (
+	CheckerSnapshotIntegrity = "snapshot-integrity"
+	CheckerConvergence       = "convergence"
+	CheckerDurability        = "durability"
+	CheckerLinearizability   = "linearizability"
+	CheckerLiveness          = "liveness"
+	CheckerRaft              = "raft"
+)
+
+// Bug is one planted bug.
+type Bug struct {
+	Name        string
+	Description string
+	// Layer is where the bug lives: engine, stream, state-machine, client
+	// or storage.
+	Layer string
+	// Catcher is the checker expected to catch it (a violation prefix).
+	Catcher string
+	// Scenario and Engine are where it is hunted: where it manifests.
+	Scenario string
+	Engine   string
+	// Mutation returns a fresh planting of the bug for one run.
+	Mutation func() *scenarios.Mutation
+}
+
+// Tuning of the planted bugs; see the wrappers.
+const (
+	// livePacePerPair paces the non-point-in-time view's scan.
+	livePacePerPair = 25 * time.Millisecond
+	// nonAtomicPairsPerBatch is the non-atomic install's batch size.
+	nonAtomicPairsPerBatch = 2
+	// blindRetryAttempt is the blind-retry client's per-attempt deadline:
+	// below the cluster's tail commit latency under message loss, as
+	// client libraries' defaults often are.
+	blindRetryAttempt = 150 * time.Millisecond
+)
+
+func wrapEngine(name string, wrap func(st *cluster.Stores)) func() *scenarios.Mutation {
+	return func() *scenarios.Mutation {
+		return &scenarios.Mutation{Name: name, Stores: func(_ raft.ServerID, st *cluster.Stores) { wrap(st) }}
+	}
+}
+
+var catalog = []Bug{
+	{
+		Name: "view-not-point-in-time",
+		Description: "the engine's view records its position when taken but its iterator reads the live engine pair by pair " +
+			"as the scan advances (a paginated scan without a snapshot), so a snapshot labelled index i carries writes of later indexes",
+		Layer:    LayerEngine,
+		Catcher:  CheckerSnapshotIntegrity,
+		Scenario: "snapshot-install",
+		Engine:   scenarios.EnginePebble,
+		Mutation: wrapEngine("view-not-point-in-time", func(st *cluster.Stores) {
+			st.Engine = &liveViewEngine{Engine: st.Engine, pacePerPair: livePacePerPair}
+		}),
+	},
+	{
+		Name: "install-keeps-stale-keys",
+		Description: "install writes the snapshot's pairs over the old contents in one atomic batch instead of replacing them, " +
+			"so keys deleted since the follower fell behind survive the install",
+		Layer:    LayerEngine,
+		Catcher:  CheckerSnapshotIntegrity,
+		Scenario: "snapshot-install",
+		Engine:   scenarios.EngineBbolt,
+		Mutation: wrapEngine("install-keeps-stale-keys", func(st *cluster.Stores) {
+			st.Engine = &staleKeysEngine{Engine: st.Engine}
+		}),
+	},
+	{
+		Name: "non-atomic-install",
+		Description: "install deletes every old key, then writes the snapshot in small batches, each recording the snapshot's " +
+			"position: a crash in between leaves a node at the snapshot's index holding only part of it",
+		Layer:    LayerEngine,
+		Catcher:  CheckerConvergence,
+		Scenario: "snapshot-crash",
+		Engine:   scenarios.EnginePebble,
+		Mutation: wrapEngine("non-atomic-install", func(st *cluster.Stores) {
+			st.Engine = &nonAtomicEngine{Engine: st.Engine, pairsPerBatch: nonAtomicPairsPerBatch}
+		}),
+	},
+	{
+		Name: "decoder-accepts-damaged-stream",
+		Description: "a lenient restore: the snapshot store keeps InstallSnapshot bodies unverified, and the restore commits the " +
+			"pairs it decoded even when the stream then fails its checksum, count or order check, so a corrupted or cut " +
+			"stream is installed as if it were whole",
+		Layer:    LayerStream,
+		Catcher:  CheckerSnapshotIntegrity,
+		Scenario: "snapshot-install",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{
+				Name:           "decoder-accepts-damaged-stream",
+				GuardSnapshots: func(s raft.SnapshotStore) raft.SnapshotStore { return s },
+				Stores: func(_ raft.ServerID, st *cluster.Stores) {
+					st.Engine = &lenientEngine{Engine: st.Engine}
+				},
+			}
+		},
+	},
+	{
+		Name: "reapply-after-restart",
+		Description: "the engine does not read its applied position back when it opens, so after a restart the state machine " +
+			"believes it applied nothing and applies again every log entry raft replays",
+		Layer:    LayerStateMachine,
+		Catcher:  CheckerRaft,
+		Scenario: "leader-churn",
+		Engine:   scenarios.EnginePebble,
+		Mutation: wrapEngine("reapply-after-restart", func(st *cluster.Stores) {
+			st.Engine = &forgetfulEngine{Engine: st.Engine}
+		}),
+	},
+	{
+		Name: "lost-fsync",
+		Description: "every fsync of a Pebble node's files and directories is silently dropped (engine, raft log, snapshots): " +
+			"harmless until a power loss, which then takes the node's files, acknowledged log entries and votes with it",
+		Layer:    LayerStorage,
+		Catcher:  CheckerLiveness,
+		Scenario: "snapshot-crash",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "lost-fsync", FS: func(fs vfs.FS) vfs.FS { return noSyncFS{fs} }}
+		},
+	},
+	{
+		Name: "blind-retry",
+		Description: fmt.Sprintf("the client gives each attempt %v and, when an attempt's outcome is unknown, retries a write "+
+			"blindly, reporting one call with the last attempt's result: a write can take effect twice, and a compare-and-swap "+
+			"whose first attempt swapped reports that it did not", blindRetryAttempt),
+		Layer:    LayerClient,
+		Catcher:  CheckerLinearizability,
+		Scenario: "snapshot-install",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "blind-retry", Client: func(c *cluster.Client, _ *scenarios.World) scenarios.Doer {
+				return newBlindRetryClient(c, blindRetryAttempt)
+			}}
+		},
+	},
+	{
+		Name: "read-without-leadership-check",
+		Description: "the client serves each get from the local state machine of a random live node, with no leadership " +
+			"check and no barrier, and reports it as a read through the log",
+		Layer:    LayerClient,
+		Catcher:  CheckerLinearizability,
+		Scenario: "snapshot-install",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "read-without-leadership-check", Client: newLocalReadClient}
+		},
+	},
+}
+
+// All returns the catalog, in a fixed order.
+func All() []Bug { return append([]Bug(nil), catalog...) }
+
+// Lookup returns the bug named name.
+func Lookup(name string) (Bug, bool) {
+	for _, b := range catalog {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Bug{}, false
+}
