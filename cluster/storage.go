@@ -59,6 +59,11 @@ type BoltStorage struct {
 	// NoSync skips fsyncs; the simulator uses it because it models process
 	// crashes, not power loss, for bbolt nodes.
 	NoSync bool
+	// StagingTxBytes is the engine's bbolt.Options.StagingTxBytes; 0 means
+	// the engine's default. The simulator makes it small so that even its
+	// small snapshots install in several transactions, and a crash in the
+	// middle of an install finds some of them committed.
+	StagingTxBytes int
 }
 
 // Open opens or creates the node state under Dir.
@@ -67,23 +72,30 @@ func (s BoltStorage) Open() (*Stores, error) {
 		return nil, err
 	}
 	st := &Stores{}
-	e, err := bbolt.Open(filepath.Join(s.Dir, "engine.db"), bbolt.Options{NoSync: s.NoSync})
+	e, err := bbolt.Open(filepath.Join(s.Dir, "engine.db"), bbolt.Options{NoSync: s.NoSync, StagingTxBytes: s.StagingTxBytes})
 	if err != nil {
 		return nil, err
 	}
+	return openBesideEngine(st, e, s.Dir, s.NoSync)
+}
+
+// openBesideEngine completes the stores of a node whose engine e is open:
+// raft-boltdb for the log and stable store and a snapshot store, both under
+// dir. On error it closes everything, e included.
+func openBesideEngine(st *Stores, e engines.Engine, dir string, noSync bool) (*Stores, error) {
 	st.Engine = e
 	st.Closers = append(st.Closers, e.Close)
 	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(s.Dir, "raft.db"),
-		NoSync:      s.NoSync,
-		BoltOptions: &bolt.Options{NoSync: s.NoSync, NoGrowSync: s.NoSync, Timeout: 0},
+		Path:        filepath.Join(dir, "raft.db"),
+		NoSync:      noSync,
+		BoltOptions: &bolt.Options{NoSync: noSync, NoGrowSync: noSync, Timeout: 0},
 	})
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
 	st.Logs, st.Stable = logs, logs
 	st.Closers = append(st.Closers, logs.Close)
-	snaps, err := snapstore.New(vfs.Default, filepath.Join(s.Dir, "snapshots"), snapshotsRetained)
+	snaps, err := snapstore.New(vfs.Default, filepath.Join(dir, "snapshots"), snapshotsRetained)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
@@ -91,30 +103,79 @@ func (s BoltStorage) Open() (*Stores, error) {
 	return st, nil
 }
 
+// CustomStorage keeps a node's state in a real directory like BoltStorage,
+// with an engine of the caller's choosing: OpenEngine opens (or creates) it
+// in Dir/engine, and raft-boltdb and the snapshot store live beside it. It
+// is how a user puts their own Engine under the simulator's faults. A crash
+// is modelled as for bbolt, by copying Dir (see CopyDir), so the engine
+// must keep all its state in regular files under the directory it is given
+// and must survive being reopened from whatever it had written when the
+// copy was taken.
+type CustomStorage struct {
+	Dir        string
+	OpenEngine func(dir string) (engines.Engine, error)
+	// NoSync skips the log store's fsyncs, as for BoltStorage.
+	NoSync bool
+}
+
+// ErrNoEngineFactory is returned by CustomStorage.Open without OpenEngine.
+var ErrNoEngineFactory = errors.New("cluster: custom storage has no engine factory")
+
+// Open opens or creates the node state under Dir.
+func (s CustomStorage) Open() (*Stores, error) {
+	if s.OpenEngine == nil {
+		return nil, ErrNoEngineFactory
+	}
+	dir := filepath.Join(s.Dir, "engine")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	e, err := s.OpenEngine(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: opening custom engine in %s: %w", dir, err)
+	}
+	if e == nil {
+		return nil, fmt.Errorf("cluster: custom engine factory returned no engine for %s: %w", dir, ErrNoEngineFactory)
+	}
+	return openBesideEngine(&Stores{}, e, s.Dir, s.NoSync)
+}
+
+// The directories of a PebbleStorage on its FS, for fault injectors that
+// treat them differently.
+const (
+	PebbleEngineDir   = "engine"
+	PebbleLogDir      = "raft"
+	PebbleSnapshotDir = "snapshots"
+)
+
 // PebbleStorage keeps a node's whole state on one vfs.FS: the Pebble
 // engine, a Pebble log and stable store, and snapshots. With
 // vfs.NewCrashableMem a crash is a CrashClone of FS.
 type PebbleStorage struct {
 	FS     vfs.FS
 	NoSync bool
+	// InstallFileSize is the engine's pebble.Options.InstallFileSize; 0
+	// means the engine's default. The simulator makes it small so that an
+	// install stages several sstables (see BoltStorage.StagingTxBytes).
+	InstallFileSize int64
 }
 
 // Open opens or creates the node state on FS.
 func (s PebbleStorage) Open() (*Stores, error) {
 	st := &Stores{}
-	e, err := pebble.Open("engine", pebble.Options{FS: s.FS, NoSync: s.NoSync})
+	e, err := pebble.Open(PebbleEngineDir, pebble.Options{FS: s.FS, NoSync: s.NoSync, InstallFileSize: s.InstallFileSize})
 	if err != nil {
 		return nil, err
 	}
 	st.Engine = e
 	st.Closers = append(st.Closers, e.Close)
-	logs, err := logstore.Open("raft", logstore.Options{FS: s.FS, NoSync: s.NoSync})
+	logs, err := logstore.Open(PebbleLogDir, logstore.Options{FS: s.FS, NoSync: s.NoSync})
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
 	st.Logs, st.Stable = logs, logs
 	st.Closers = append(st.Closers, logs.Close)
-	snaps, err := snapstore.New(s.FS, "snapshots", snapshotsRetained)
+	snaps, err := snapstore.New(s.FS, PebbleSnapshotDir, snapshotsRetained)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}

@@ -2,29 +2,51 @@ package scenarios
 
 import (
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/sim"
 )
 
 // simDisk is the fault injector of one Pebble node's filesystem
 // (vfs/errorfs): while a disk-error fault is on, each write operation
-// fails with errorfs.ErrInjected with the fault's probability; while a
-// slow-disk fault is on, each sync first waits a virtual delay. Choices are
-// hashed from (seed, path, per-path counter) so that they do not depend on
-// the order in which Pebble's goroutines reach the disk.
+// fails with errorfs.ErrInjected with the fault's probability (see
+// failStop for the raft log store); while a slow-disk fault is on, each
+// sync (Sync, SyncData, SyncTo: Pebble's WAL uses SyncData) first waits a
+// virtual delay. Choices are hashed from (seed, path, per-path counter) so
+// that they do not depend on the order in which Pebble's goroutines reach
+// the disk.
 type simDisk struct {
 	seed      sim.Seed
 	errorBits atomic.Uint64 // math.Float64bits of the error probability
 	delayMin  atomic.Int64
 	delayMax  atomic.Int64
+	// injected and delayed count the errors injected and the syncs
+	// delayed, for the trace.
+	injected atomic.Int64
+	delayed  atomic.Int64
 
 	mu     sync.Mutex
 	counts map[string]uint64
+
+	// failStop, if set, is called instead of failing a write to a file
+	// Pebble owns (the engine's and the raft log store's WAL, MANIFEST,
+	// sstables...): Pebble treats an I/O error there as fatal, by
+	// panicking (a failed WAL rotation, which may then die of "unlock of
+	// unlocked mutex", beyond any recover) or by Logger.Fatalf, and
+	// hashicorp/raft panics when it cannot save its term; a real process
+	// dies there. failStop crashes the node at that instant and reports
+	// true, and the write then goes through on the crashed instance's
+	// discarded state; it reports false while the node is not running
+	// (starting), and then nothing is injected. Writes that our own code
+	// handles fail as they are: the snapshot store's files and the
+	// engine's install staging files.
+	failStop func() bool
 }
 
 func newSimDisk(seed sim.Seed) *simDisk { return &simDisk{seed: seed, counts: map[string]uint64{}} }
@@ -50,14 +72,34 @@ func (d *simDisk) MaybeError(op errorfs.Op) error {
 	d.counts[op.Path] = n + 1
 	d.mu.Unlock()
 	h := d.seed.Hash(fnv(op.Path), n, uint64(op.Kind))
-	if hi > 0 && op.Kind == errorfs.OpFileSync {
+	if hi > 0 && (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) {
 		lo := time.Duration(d.delayMin.Load())
+		d.delayed.Add(1)
 		time.Sleep(lo + time.Duration(h%uint64(hi-lo+1)))
 	}
 	if p > 0 && op.Kind.ReadOrWrite() == errorfs.OpIsWrite && float64(h>>11)/(1<<53) < p {
-		return errorfs.ErrInjected
+		if handledByUs(op.Path) {
+			d.injected.Add(1)
+			return errorfs.ErrInjected
+		}
+		if d.failStop != nil && d.failStop() {
+			d.injected.Add(1)
+		}
+		return nil
 	}
 	return nil
+}
+
+// handledByUs reports whether a write error on path reaches code of ours
+// that handles it: the snapshot store, or the staging files of the Pebble
+// engine's install (written before Pebble ingests them).
+func handledByUs(path string) bool {
+	return inDir(path, cluster.PebbleSnapshotDir) || strings.Contains(path, "/install-staging/")
+}
+
+// inDir reports whether path is dir or inside it.
+func inDir(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
 }
 
 func fnv(s string) uint64 {

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -28,13 +29,16 @@ type nemesis struct {
 	nodeIndex func(int) raft.ServerID
 	// addEngine picks the engine of a node added by a membership fault.
 	addEngine func(int) string
-	skipped   []string
-	mu        sync.Mutex // guards skipped for the report
+	// taps are the crash taps to arm, each at its time.
+	taps    []CrashTap
+	skipped []string
+	mu      sync.Mutex // guards skipped for the report
 }
 
 type step struct {
 	at    time.Duration
 	heal  bool
+	tap   bool // index is into taps, not faults
 	index int
 }
 
@@ -48,13 +52,26 @@ func (n *nemesis) run(s faults.Schedule, start time.Time) []string {
 			steps = append(steps, step{at: f.End(), heal: true, index: i})
 		}
 	}
+	for i, t := range n.taps {
+		steps = append(steps, step{at: t.At, tap: true, index: i})
+	}
 	// Heals before starts at the same instant (the schedule's contract),
-	// then schedule order.
+	// then faults before taps, then schedule order. One goroutine arms
+	// taps and injects faults, so their order replays.
+	rank := func(s step) int {
+		switch {
+		case s.heal:
+			return 0
+		case s.tap:
+			return 2
+		}
+		return 1
+	}
 	sort.SliceStable(steps, func(a, b int) bool {
 		if steps[a].at != steps[b].at {
 			return steps[a].at < steps[b].at
 		}
-		return steps[a].heal && !steps[b].heal
+		return rank(steps[a]) < rank(steps[b])
 	})
 	heals := map[int]func(){}
 	flapStop := map[int]chan struct{}{}
@@ -62,6 +79,10 @@ func (n *nemesis) run(s faults.Schedule, start time.Time) []string {
 	for _, st := range steps {
 		if d := time.Until(start.Add(st.at)); d > 0 {
 			time.Sleep(d)
+		}
+		if st.tap {
+			n.arm(n.taps[st.index])
+			continue
 		}
 		f := s.Faults[st.index]
 		if st.heal {
@@ -92,6 +113,39 @@ func (n *nemesis) run(s faults.Schedule, start time.Time) []string {
 	}
 	flapWG.Wait()
 	return n.skipped
+}
+
+// arm arms a crash tap on the node its target resolves to now.
+func (n *nemesis) arm(t CrashTap) {
+	var id raft.ServerID
+	var err error
+	if t.Lagging {
+		id, err = n.lagging()
+	} else {
+		// A named node may be down: the tap waits for its restart.
+		id, err = n.resolveTarget(t.Target, true)
+	}
+	if err != nil {
+		n.w.Trace.Record("", "crash-point-skipped", fmt.Sprintf("%s: %v", t, err))
+		return
+	}
+	n.w.ArmCrash(id, t)
+}
+
+// lagging is the live node whose state machine has applied the least (the
+// first in creation order among equals).
+func (n *nemesis) lagging() (raft.ServerID, error) {
+	var best raft.ServerID
+	var bestIndex uint64
+	for _, nd := range n.w.Live() {
+		if i := nd.FSM.Applied().Index; best == "" || i < bestIndex {
+			best, bestIndex = nd.ID, i
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no live node")
+	}
+	return best, nil
 }
 
 func (n *nemesis) skip(f faults.Fault, why string) {
@@ -249,21 +303,45 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 			return nil, fmt.Errorf("%s is a bbolt node: no virtual disk", id)
 		}
 		if f.Kind == faults.KindDiskError {
+			before, inc := disk.injected.Load(), w.incarnationOf(id)
 			disk.setErrorProbability(f.Probability)
 			return func() {
 				disk.setErrorProbability(0)
-				// A node that hit a fatal I/O error stops, as a real
-				// process would: restart it from what its disk holds.
-				if nd := w.Node(id); nd != nil && nd.Failed() != nil {
-					w.Trace.Record(string(id), "fail-stop", nd.Failed().Error())
-					if err := w.Crash(id, false, 100, n.rng); err == nil {
-						n.restart(id)
-					}
+				injected := disk.injected.Load() - before
+				w.Trace.Record(string(id), "disk-errors", fmt.Sprintf("injected=%d", injected))
+				// A write error in a file Pebble owns fail-stops the
+				// node at once (simDisk.failStop). The others (snapshot
+				// store, install staging) are handled where they
+				// happen, but may leave a store that only recovers by
+				// reopening, or a stopped state machine: restart from
+				// what the disk holds, as for a process that died, any
+				// node still running the instance that saw errors. One
+				// that crashed and restarted since reopened already.
+				nd := w.Node(id)
+				if nd == nil {
+					return
+				}
+				why := ""
+				switch {
+				case nd.Failed() != nil:
+					why = nd.Failed().Error()
+				case injected > 0 && w.incarnationOf(id) == inc:
+					why = "after injected I/O errors"
+				default:
+					return
+				}
+				w.Trace.Record(string(id), "fail-stop", why)
+				if err := w.Crash(id, false, 100, n.rng); err == nil {
+					n.restart(id)
 				}
 			}, nil
 		}
+		before := disk.delayed.Load()
 		disk.setSyncDelay(f.DelayMin, f.DelayMax)
-		return func() { disk.setSyncDelay(0, 0) }, nil
+		return func() {
+			disk.setSyncDelay(0, 0)
+			w.Trace.Record(string(id), "slow-disk-syncs", fmt.Sprintf("delayed=%d", disk.delayed.Load()-before))
+		}, nil
 
 	case faults.KindAddVoter, faults.KindAddLearner:
 		leader := w.Leader()
@@ -283,6 +361,7 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 		}
 		if err := fut.Error(); err != nil {
 			w.Trace.Record(string(id), "membership-error", err.Error())
+			w.MarkJoining(id, f.Kind == faults.KindAddVoter)
 		}
 		return nil, nil
 
@@ -296,7 +375,15 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 			return nil, fmt.Errorf("no leader")
 		}
 		if err := leader.Raft.RemoveServer(id, 0, 5*time.Second).Error(); err != nil {
-			return nil, fmt.Errorf("remove %s: %w", id, err)
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) ||
+				errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+				return nil, fmt.Errorf("remove %s: %w", id, err) // refused: nothing changed
+			}
+			// The entry may be in the log and commit later under
+			// another leader: settled in the liveness phase.
+			w.MarkRemoving(id)
+			w.Trace.Record(string(id), "membership-error", err.Error())
+			return nil, nil
 		}
 		w.Remove(id)
 		return nil, nil

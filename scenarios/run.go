@@ -408,6 +408,9 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 			}
 		}
 	}
+	if err := w.SettleMembership(sc.Liveness / 2); err != nil {
+		fail("liveness: %v", err)
+	}
 	return judge(w, sc, rep)
 }
 

@@ -24,6 +24,11 @@ type Workload struct {
 	ReadModes []cluster.ReadMode
 	// CallTimeout bounds each call.
 	CallTimeout time.Duration
+	// ValueBytes pads every written value to this length (0: no padding),
+	// which makes snapshots larger: several KiB instead of a few hundred
+	// bytes, so that byte offsets into a snapshot stream (stream faults,
+	// crash taps) land inside it.
+	ValueBytes int
 }
 
 // DefaultWorkload is the load every scenario runs unless it says otherwise.
@@ -74,7 +79,7 @@ func (wl Workload) run(w *World) (stop func()) {
 
 func (wl Workload) next(rng *rand.Rand, client, seq int) (cluster.Command, cluster.ReadMode) {
 	key := []byte(fmt.Sprintf("key-%02d", rng.IntN(wl.Keys)))
-	value := []byte(fmt.Sprintf("c%d-%d", client, seq))
+	value := wl.value(client, seq)
 	p := rng.IntN(100)
 	switch {
 	case p < wl.GetPercent:
@@ -90,9 +95,22 @@ func (wl Workload) next(rng *rand.Rand, client, seq int) (cluster.Command, clust
 		if rng.IntN(3) == 0 {
 			return cluster.Command{Op: cluster.OpCAS, Key: key, Value: value, ExpectAbsent: true}, cluster.ReadLog
 		}
-		prev := []byte(fmt.Sprintf("c%d-%d", rng.IntN(wl.Clients), max(0, seq-rng.IntN(4)-1)))
+		prev := wl.value(rng.IntN(wl.Clients), max(0, seq-rng.IntN(4)-1))
 		return cluster.Command{Op: cluster.OpCAS, Key: key, Value: value, Expected: prev}, cluster.ReadLog
 	default:
 		return cluster.Command{Op: cluster.OpSet, Key: key, Value: value}, cluster.ReadLog
 	}
+}
+
+// value is the value client writes at seq: unique per (client, seq), padded
+// to ValueBytes.
+func (wl Workload) value(client, seq int) []byte {
+	v := fmt.Appendf(nil, "c%d-%d", client, seq)
+	if pad := wl.ValueBytes - len(v); pad > 0 {
+		v = append(v, '/')
+		for range pad - 1 {
+			v = append(v, '.')
+		}
+	}
+	return v
 }

@@ -135,6 +135,11 @@ type slot struct {
 	dir        string
 	generation int
 	removed    bool
+	// removing is set when a removal was asked for but its outcome is not
+	// known (the leader lost leadership while committing it); joining,
+	// likewise for an addition that did not succeed, with joinAsVoter
+	// saying which kind.
+	removing, joining, joinAsVoter bool
 	// incarnation counts the instances of the node: it grows at every
 	// start, crash and removal, so a hook or tap of an instance that has
 	// since crashed can tell that it no longer speaks for the node.
@@ -345,7 +350,7 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 			}
 			w.mu.Unlock()
 			w.Trace.Record(string(id), "snapshot-restore", fmt.Sprintf("index=%d term=%d kept=%v err=%v", h.Index, h.Term, kept, err))
-			if err == nil {
+			if err == nil && !kept {
 				w.fireTap(id, inc, CrashInstalled, fmt.Sprintf("index=%d", h.Index))
 			}
 		},
@@ -474,6 +479,95 @@ func (w *World) Remove(id raft.ServerID) {
 			w.Trace.Record(string(id), "shutdown-error", err.Error())
 		}
 	}
+}
+
+// MarkRemoving records that the removal of id was asked for but may or
+// may not have been committed; SettleMembership completes it.
+func (w *World) MarkRemoving(id raft.ServerID) {
+	w.mu.Lock()
+	w.nodes[id].removing = true
+	w.mu.Unlock()
+	w.Trace.Record(string(id), "membership-unsettled", "removal")
+}
+
+// MarkJoining records that adding id (a voter or a learner) failed or may
+// not have been committed; SettleMembership completes it.
+func (w *World) MarkJoining(id raft.ServerID, voter bool) {
+	w.mu.Lock()
+	w.nodes[id].joining, w.nodes[id].joinAsVoter = true, voter
+	w.mu.Unlock()
+	w.Trace.Record(string(id), "membership-unsettled", "addition")
+}
+
+// SettleMembership completes, on a healed cluster, every membership change
+// whose outcome was unknown. A change the leader lost leadership while
+// committing may still take effect later under another leader, or not at
+// all; either way a running node outside the configuration receives
+// nothing, and must not be judged as a member that failed to catch up. So
+// whoever leads is asked again (repeating a change that already took effect
+// commits an unchanged configuration) until it succeeds or d passes; a
+// removed node then leaves the world.
+func (w *World) SettleMembership(d time.Duration) error {
+	type change struct {
+		id            raft.ServerID
+		remove, voter bool
+	}
+	w.mu.Lock()
+	var pending []change
+	for _, id := range w.ids {
+		s := w.nodes[id]
+		switch {
+		case s.removed:
+		case s.removing:
+			pending = append(pending, change{id: id, remove: true})
+		case s.joining:
+			pending = append(pending, change{id: id, voter: s.joinAsVoter})
+		}
+	}
+	w.mu.Unlock()
+	deadline := time.Now().Add(d)
+	for _, c := range pending {
+		for {
+			l := w.Leader()
+			if l != nil && l.ID == c.id && !c.remove {
+				// Only a voter of the configuration gets elected: the
+				// addition took effect.
+				w.Trace.Record(string(c.id), "membership-settled", "leads")
+				w.mu.Lock()
+				w.nodes[c.id].joining = false
+				w.mu.Unlock()
+				break
+			}
+			if l != nil {
+				// A leader asked to remove itself commits the change
+				// and steps down.
+				var f raft.IndexFuture
+				switch {
+				case c.remove:
+					f = l.Raft.RemoveServer(c.id, 0, 2*time.Second)
+				case c.voter:
+					f = l.Raft.AddVoter(c.id, raft.ServerAddress(c.id), 0, 2*time.Second)
+				default:
+					f = l.Raft.AddNonvoter(c.id, raft.ServerAddress(c.id), 0, 2*time.Second)
+				}
+				if err := f.Error(); err == nil {
+					w.Trace.Record(string(c.id), "membership-settled", fmt.Sprintf("remove=%v", c.remove))
+					if c.remove {
+						w.Remove(c.id)
+					}
+					w.mu.Lock()
+					w.nodes[c.id].removing, w.nodes[c.id].joining = false, false
+					w.mu.Unlock()
+					break
+				}
+			}
+			if !time.Now().Before(deadline) {
+				return fmt.Errorf("membership change of %s (remove=%v) still unsettled %v after healing", c.id, c.remove, d)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 func (w *World) exists(id raft.ServerID) bool {

@@ -369,6 +369,20 @@ func (c *call) run(args any, body io.Reader, size int64, injected []StreamFault)
 			}
 		}
 	}
+	// A reply made after the replying endpoint closed comes from an
+	// instance that crashed after the request reached it (World.CrashNow
+	// closes the endpoint at the crash instant, and the old instance runs
+	// on until it is stopped): it is never sent, because nothing a crashed
+	// process does after the crash may reach another node. Delivering it
+	// would let a leader count an entry as stored on a follower whose
+	// restarted state does not have it.
+	if ep.closed.Load() {
+		c.n.counters[c.kind].unreachable.Add(1)
+		if c.n.trace != nil {
+			c.n.trace.Record(string(c.src), "drop", c.label()+" "+string(legReply)+"crashed")
+		}
+		return nil, c.expire()
+	}
 	if !c.wait(c.delay(&c.rev, pReplyDelay, pReplyReorder, pReplyReorderDelay)) {
 		return nil, c.timeoutErr()
 	}

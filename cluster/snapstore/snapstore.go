@@ -76,10 +76,15 @@ type Store struct {
 	dir    string
 	retain int
 
-	// mu guards lastSeq and serializes reaping. It is held only across
-	// filesystem calls, never across a wait on time.
+	// mu guards lastSeq; it is held for no I/O at all.
 	mu      sync.Mutex
 	lastSeq uint64 // the highest sequence number handed out or found on disk
+	// reaping serializes reaps (a one-slot semaphore). A reap holds it
+	// across renames and syncs, which a slow disk can make take time; a
+	// goroutine waiting on a channel is durably blocked inside a synctest
+	// bubble, whereas one waiting on a sync.Mutex is not and would stop
+	// the bubble's clock, and with it the slow sync it waits for.
+	reaping chan struct{}
 }
 
 var _ raft.SnapshotStore = (*Store)(nil)
@@ -94,7 +99,7 @@ func New(fs vfs.FS, dir string, retain int) (*Store, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	s := &Store{fs: fs, dir: dir, retain: retain}
+	s := &Store{fs: fs, dir: dir, retain: retain, reaping: make(chan struct{}, 1)}
 	if err := mkdirAllSynced(fs, dir); err != nil {
 		return nil, fmt.Errorf("snapstore: create %s: %w", dir, err)
 	}
@@ -304,8 +309,8 @@ func (s *Store) complete() ([]*storedMeta, error) {
 // that a crash mid-removal leaves something New cleans up rather than a
 // half-deleted snapshot that still looks complete.
 func (s *Store) reap(keep string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.reaping <- struct{}{}
+	defer func() { <-s.reaping }()
 	snaps, err := s.complete()
 	if err != nil {
 		return err
