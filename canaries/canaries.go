@@ -104,7 +104,7 @@ var catalog = []Bug{
 		Description: "install deletes every old key, then writes the snapshot in small batches, each recording the snapshot's " +
 			"position: a crash in between leaves a node at the snapshot's index holding only part of it",
 		Layer:    LayerEngine,
-		Catcher:  CheckerConvergence,
+		Catcher:  CheckerSnapshotIntegrity,
 		Scenario: "snapshot-crash",
 		Engine:   scenarios.EnginePebble,
 		Mutation: wrapEngine("non-atomic-install", func(st *cluster.Stores) {

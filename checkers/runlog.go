@@ -30,6 +30,9 @@ type Start struct {
 	Node    string
 	At      time.Duration
 	Applied uint64
+	// StateIndex and Digest are a point-in-time read of the engine at start.
+	StateIndex uint64
+	Digest     string
 }
 
 // RunLog is what the cluster recorded about its state machines during a

@@ -28,7 +28,7 @@ import (
 // missing from every node's applies, installs above it are still compared
 // and the mismatch is reported, as it should be.
 func SnapshotIntegrity(log RunLog) []string {
-	if len(log.Installs) == 0 {
+	if len(log.Installs) == 0 && len(log.Starts) == 0 {
 		return nil
 	}
 	ref := map[uint64]Apply{}
@@ -43,6 +43,11 @@ func SnapshotIntegrity(log RunLog) []string {
 	for _, in := range log.Installs {
 		wanted[in.Index] = true
 	}
+	for _, st := range log.Starts {
+		if st.Digest != "" {
+			wanted[st.StateIndex] = true
+		}
+	}
 	expected := map[uint64]string{}
 	for _, i := range slices.Sorted(maps.Keys(wanted)) {
 		replay.advance(i)
@@ -51,6 +56,12 @@ func SnapshotIntegrity(log RunLog) []string {
 
 	var out []string
 	var whereMatched map[string]uint64 // built on the first mismatch only
+	for _, st := range log.Starts {
+		if st.Digest != "" && st.Digest != expected[st.StateIndex] {
+			out = append(out, fmt.Sprintf("snapshot-integrity: %s started at %v holding state %s at index %d, but replaying the committed log up to %d gives %s",
+				st.Node, st.At, st.Digest, st.StateIndex, st.StateIndex, expected[st.StateIndex]))
+		}
+	}
 	for _, in := range log.Installs {
 		if e, ok := ref[in.Index]; ok && e.Term != in.Term {
 			out = append(out, fmt.Sprintf("snapshot-integrity: %s installed a snapshot at index %d term %d at %v, but %s applied index %d with term %d",

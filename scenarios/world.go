@@ -270,9 +270,15 @@ func (w *World) Start(id raft.ServerID) error {
 		}
 		return err
 	}
+	// A point-in-time read of the engine as the node starts, for the
+	// check that a restarted node holds exactly the state of its index.
+	startRec := checkers.Start{Node: string(id), At: time.Since(w.start), Applied: node.FSM.Applied().Index}
+	if st, err := checkers.ReadState(string(id), node.Stores.Engine); err == nil {
+		startRec.StateIndex, startRec.Digest = st.Applied.Index, st.Digest()
+	}
 	w.mu.Lock()
 	s.node = node
-	w.log.Starts = append(w.log.Starts, checkers.Start{Node: string(id), At: time.Since(w.start), Applied: node.FSM.Applied().Index})
+	w.log.Starts = append(w.log.Starts, startRec)
 	w.mu.Unlock()
 	w.Trace.Record(string(id), "start", fmt.Sprintf("engine=%s applied=%d recovered=%v", s.engine, node.FSM.Applied().Index, node.RecoveredFromSnapshot))
 	return nil
