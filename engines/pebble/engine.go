@@ -39,7 +39,8 @@ type Options struct {
 	// Fatalf returns instead of exiting the process as Pebble's default does.
 	Logger pdb.Logger
 	// InstallFileSize is the size at which Install starts a new staged
-	// sstable; 0 means 64 MiB.
+	// sstable; 0 means 16 MiB (small files keep the writer's per-file index, and so the
+	// install's heap, from growing with the snapshot).
 	InstallFileSize int64
 }
 
@@ -49,7 +50,7 @@ const (
 	cacheSize              = 8 << 20
 	memTableSize           = 4 << 20
 	blockSize              = 32 << 10
-	defaultInstallFileSize = 64 << 20
+	defaultInstallFileSize = 16 << 20
 	stagingDirName         = "install-staging"
 )
 
