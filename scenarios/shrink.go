@@ -25,6 +25,16 @@ type ShrinkResult struct {
 // Size is a schedule's size for reporting: its number of faults.
 func Size(s faults.Schedule) int { return len(s.Faults) }
 
+// FaultTime is the total time faults are active in s (instantaneous ones
+// count for nothing).
+func FaultTime(s faults.Schedule) time.Duration {
+	var d time.Duration
+	for _, f := range s.Faults {
+		d += f.Duration
+	}
+	return d
+}
+
 // checkerOf is the kind of a run's first violation.
 func checkerOf(rep Report) string {
 	if len(rep.Violations) == 0 {
@@ -42,7 +52,10 @@ func checkerOf(rep Report) string {
 // maxRuns runs are spent. Runs do not always replay bit for bit (see README
 // on determinism), so a candidate that passes by chance is simply not
 // taken; every accepted step did fail.
-func Shrink(t *testing.T, opts Options, failing Report, maxRuns int) (ShrinkResult, error) {
+//
+// fresh, if not nil, prepares the options of each run (a planted bug's
+// Mutation is planted afresh for every run).
+func Shrink(t *testing.T, opts Options, failing Report, maxRuns int, fresh func(*Options)) (ShrinkResult, error) {
 	if failing.OK || failing.Schedule == nil {
 		return ShrinkResult{}, fmt.Errorf("scenarios: shrink needs a failing run with its schedule")
 	}
@@ -51,6 +64,9 @@ func Shrink(t *testing.T, opts Options, failing Report, maxRuns int) (ShrinkResu
 		o := opts
 		o.Schedule = &s
 		o.TracePath = ""
+		if fresh != nil {
+			fresh(&o)
+		}
 		res.Runs++
 		rep, err := Run(t, o)
 		if err != nil {

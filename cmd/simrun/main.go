@@ -407,7 +407,11 @@ func prefixed(engine string, vs []string) []string {
 // shrinkSeed searches for a smaller failing schedule for a failing seed and
 // prints it with its repro command.
 func shrinkSeed(t *testing.T, c config, opts scenarios.Options, rep scenarios.Report) {
-	res, err := scenarios.Shrink(t, opts, rep, c.shrinkRuns)
+	res, err := scenarios.Shrink(t, opts, rep, c.shrinkRuns, func(o *scenarios.Options) {
+		if c.bug != nil {
+			o.Mutation = c.bug.Mutation()
+		}
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "  shrink seed %d: %v\n", opts.Seed, err)
 		return
@@ -418,11 +422,12 @@ func shrinkSeed(t *testing.T, c config, opts scenarios.Options, rep scenarios.Re
 		return
 	}
 	before, after := scenarios.Size(res.Original), scenarios.Size(res.Minimal)
-	fmt.Fprintf(os.Stderr, "  shrunk seed %d in %d runs (%s violations kept): %d faults over %v -> %d faults over %v (%.1fx fewer faults, %.1fx shorter)\n",
-		opts.Seed, res.Runs, res.Checker, before, res.Original.Duration, after, res.Minimal.Duration,
-		float64(before)/float64(max(after, 1)), res.Original.Duration.Seconds()/res.Minimal.Duration.Seconds())
+	ftBefore, ftAfter := scenarios.FaultTime(res.Original), scenarios.FaultTime(res.Minimal)
+	fmt.Fprintf(os.Stderr, "  shrunk seed %d in %d runs (%s violations kept): %d faults (%v of fault time) over %v -> %d faults (%v) over %v: %.1fx fewer faults, %.1fx less fault time, %.1fx shorter run\n",
+		opts.Seed, res.Runs, res.Checker, before, ftBefore, res.Original.Duration, after, ftAfter, res.Minimal.Duration,
+		float64(before)/float64(max(after, 1)), ftBefore.Seconds()/max(ftAfter.Seconds(), 0.001), res.Original.Duration.Seconds()/res.Minimal.Duration.Seconds())
 	fmt.Fprintf(os.Stderr, "  minimal schedule:\n%s", indent(res.Minimal.String()))
-	fmt.Fprintf(os.Stderr, "  minimal repro: go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s --schedule=%s\n", opts.Seed, opts.Scenario, opts.Engine, path)
+	fmt.Fprintf(os.Stderr, "  minimal repro: go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s%s --schedule=%s\n", opts.Seed, opts.Scenario, opts.Engine, bugFlag(c), path)
 }
 
 func indent(s string) string {
@@ -456,8 +461,15 @@ func short(h string) string {
 	return h
 }
 
+func bugFlag(c config) string {
+	if c.bug != nil {
+		return " --bug=" + c.bug.Name
+	}
+	return ""
+}
+
 func repro(c config, seed uint64) string {
-	r := fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s", seed, c.opts.Scenario, c.opts.Engine)
+	r := fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s%s", seed, c.opts.Scenario, c.opts.Engine, bugFlag(c))
 	if c.nodesSet {
 		r += fmt.Sprintf(" --nodes=%d", c.opts.Nodes)
 	}
