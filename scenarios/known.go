@@ -68,6 +68,7 @@ var KnownIssues = []KnownIssue{
 	// snapshot 207 twice (the second time its state machine was already
 	// at 212) and appended past it in between; one run in a few.
 	{Scenario: "membership", Seed: 143, Engine: EnginePebble, Issue: raftSnapshotPanic},
+	{Scenario: "snapshot-install", Seed: 442, Engine: EnginePebble, Issue: raftSnapshotPanic},
 	{Scenario: "mixed-engines", Seed: 72, Engine: EngineMixed, Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 16, Engine: EngineBbolt, Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 120, Engine: "both", Issue: raftSnapshotIndex},
