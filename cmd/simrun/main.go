@@ -66,6 +66,7 @@ type config struct {
 	shrinkRuns       int
 	shrinkOut        string
 	differential     bool
+	outDir           string
 	durationSet      bool
 	nodesSet         bool
 }
@@ -88,6 +89,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.opts.Engine, "engine", "pebble", "engine of every node: bbolt, pebble or mixed")
 	fs.IntVar(&c.opts.Nodes, "nodes", 0, "initial cluster size (default: the scenario's)")
 	fs.DurationVar(&c.opts.Duration, "duration", 0, "virtual length of the safety phase (default: the scenario's)")
+	fs.StringVar(&c.outDir, "out", "", "write each failing seed's artifacts (porcupine's HTML visualization of a non-linearizable history) into `DIR`/<scenario>-<engine>-seed-<N>")
 	fs.StringVar(&c.opts.TracePath, "trace", "", "write the run's trace to `FILE` as JSON lines (one seed only)")
 	schedule := fs.String("schedule", "", "replay the fault schedule saved in `FILE` instead of generating one")
 	fs.StringVar(&c.saveSchedule, "save-schedule", "", "save the run's fault schedule to `FILE` (one seed only)")
@@ -329,6 +331,9 @@ func runHere(c config, out *reporter) int {
 func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	opts := c.opts
 	opts.Seed = seed
+	if c.outDir != "" {
+		opts.OutputDir = filepath.Join(c.outDir, fmt.Sprintf("%s-%s-seed-%d", opts.Scenario, opts.Engine, seed))
+	}
 	if c.bug != nil {
 		opts.Mutation = c.bug.Mutation()
 	}
