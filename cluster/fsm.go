@@ -42,8 +42,9 @@ type FSM struct {
 	// Writers hold write as well when they set a field, so they may read
 	// the fields under write alone.
 	mu sync.Mutex
-	// applied mirrors engine.Applied(); Invariant: it only moves forward,
-	// except through Restore to an older snapshot.
+	// applied mirrors engine.Applied(). Invariant: it never moves
+	// backwards; Restore of a snapshot at or below it keeps the engine's
+	// newer state.
 	applied engines.Applied
 	// failed is the first engine error; after it the FSM refuses to
 	// apply, because raft would otherwise count entries as applied that
