@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +68,7 @@ type config struct {
 	shrinkOut        string
 	differential     bool
 	outDir           string
+	seedTimeout      time.Duration
 	durationSet      bool
 	nodesSet         bool
 }
@@ -94,6 +96,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	schedule := fs.String("schedule", "", "replay the fault schedule saved in `FILE` instead of generating one")
 	fs.StringVar(&c.saveSchedule, "save-schedule", "", "save the run's fault schedule to `FILE` (one seed only)")
 	fs.IntVar(&c.jobs, "jobs", 1, "run seeds in `K` worker processes")
+	fs.DurationVar(&c.seedTimeout, "seed-timeout", 5*time.Minute, "with --jobs, a seed that runs longer than this in wall time is reported as hung and its worker replaced")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per seed on standard output")
 	fs.BoolVar(&c.checkDeterminism, "check-determinism", false, "run each seed twice and fail it if the trace hashes differ")
 	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
@@ -550,18 +553,45 @@ func runWorker(c config, exe string, base []string, seeds []uint64, out *reporte
 			return 2
 		}
 		done := map[uint64]bool{}
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var rep scenarios.Report
-			if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
-				continue
+		lines := make(chan []byte)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(pipe)
+			sc.Buffer(make([]byte, 1<<20), 64<<20)
+			for sc.Scan() {
+				lines <- bytes.Clone(sc.Bytes())
 			}
-			done[rep.Seed] = true
-			mu.Lock()
-			out.report(rep)
-			mu.Unlock()
+		}()
+		// A seed that reports nothing for seedTimeout of wall time is hung
+		// (a run that stopped advancing virtual time): dump the worker's
+		// goroutines (SIGQUIT) and report the seed like a crash.
+		hung := false
+		watchdog := time.NewTimer(c.seedTimeout)
+	read:
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					break read
+				}
+				var rep scenarios.Report
+				if err := json.Unmarshal(line, &rep); err != nil {
+					continue
+				}
+				done[rep.Seed] = true
+				mu.Lock()
+				out.report(rep)
+				mu.Unlock()
+				watchdog.Reset(c.seedTimeout)
+			case <-watchdog.C:
+				hung = true
+				_ = cmd.Process.Signal(syscall.SIGQUIT)
+				for range lines {
+				}
+				break read
+			}
 		}
+		watchdog.Stop()
 		err = cmd.Wait()
 		var exit *exec.ExitError
 		switch {
@@ -576,13 +606,17 @@ func runWorker(c config, exe string, base []string, seeds []uint64, out *reporte
 				rest = append(rest, s)
 			}
 		}
-		if err == nil || len(rest) == 0 || exit != nil && exit.ExitCode() == 1 {
+		if !hung && (err == nil || len(rest) == 0 || exit != nil && exit.ExitCode() == 1) {
 			return code
 		}
 		// The worker died running rest[0].
+		why := "the simulation process crashed running this seed: " + tail.panicLine()
+		if hung {
+			why = fmt.Sprintf("the run hung: no report for %v of wall time (goroutines dumped above)", c.seedTimeout)
+		}
 		mu.Lock()
 		out.report(scenarios.Report{Seed: rest[0], Scenario: c.opts.Scenario, Engine: c.opts.Engine, Repro: repro(c, rest[0]),
-			Violations: []string{"the simulation process crashed running this seed: " + tail.panicLine()}})
+			Violations: []string{why}})
 		mu.Unlock()
 		seeds = rest[1:]
 	}
