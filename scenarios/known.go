@@ -105,7 +105,7 @@ var KnownIssues = []KnownIssue{
 	{Scenario: "swarm", Seed: 292, Engine: EnginePebble, Issue: raftSnapshotPanic},
 	{Scenario: "swarm", Seed: 338, Engine: EnginePebble, Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 355, Engine: EnginePebble, Issue: raftFutureLeak},
-	{Scenario: "swarm", Seed: 379, Engine: EnginePebble, Issue: raftSnapshotIndex},
+	{Scenario: "swarm", Seed: 379, Engine: "both", Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 465, Engine: EnginePebble, Issue: raftSnapshotIndex},
 }
 
