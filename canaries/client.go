@@ -45,6 +45,7 @@ func (b *blindRetryClient) Do(cmd cluster.Command, mode cluster.ReadMode) cluste
 		return b.c.Do(cmd, mode)
 	}
 	invoke := b.c.History.Since()
+	// time.Now is the bubble's virtual clock here, as for cluster.Client.
 	deadline := time.Now().Add(b.total)
 	var last cluster.Call
 	for {

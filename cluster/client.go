@@ -133,6 +133,9 @@ func (c *Client) retryDelay() time.Duration {
 
 // Do runs one command (and, for OpGet, the given read mode), records it and
 // returns the call as recorded.
+//
+// Its deadlines read time.Now: clients run inside the run's synctest
+// bubble, where that is the virtual clock, so they follow the seed.
 func (c *Client) Do(cmd Command, mode ReadMode) Call {
 	call := Call{Client: c.ID, Command: cmd, Mode: mode, Invoke: c.History.since()}
 	deadline := time.Now().Add(c.timeout())

@@ -135,6 +135,19 @@ func load(b *testing.B, be benchEngine, n int) *loadedEngine {
 	return le
 }
 
+// openTarget opens an empty engine to install into.
+func openTarget(b *testing.B, be benchEngine, name string) engines.Engine {
+	dir, err := makeDir(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	target, err := be.open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return target
+}
+
 // benchDirs are removed when the benchmark binary exits (TestMain).
 var benchDirs []string
 
@@ -272,14 +285,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("install/%s/keys=%d", be.name, n), func(b *testing.B) {
 				le := load(b, be, n)
-				dir, err := makeDir("install")
-				if err != nil {
-					b.Fatal(err)
-				}
-				target, err := be.open(dir)
-				if err != nil {
-					b.Fatal(err)
-				}
+				target := openTarget(b, be, "install")
 				defer target.Close()
 				b.SetBytes(le.bytes)
 				peak := startHeapPeak()
@@ -322,14 +328,7 @@ func BenchmarkSeedBuffered(b *testing.B) {
 			})
 			b.Run(fmt.Sprintf("install/%s/keys=%d", be.name, n), func(b *testing.B) {
 				le := load(b, be, n)
-				dir, err := makeDir("seed-install")
-				if err != nil {
-					b.Fatal(err)
-				}
-				target, err := be.open(dir)
-				if err != nil {
-					b.Fatal(err)
-				}
+				target := openTarget(b, be, "seed-install")
 				defer target.Close()
 				b.SetBytes(le.bytes)
 				peak := startHeapPeak()
