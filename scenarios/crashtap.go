@@ -131,7 +131,7 @@ func (w *World) fireTap(id raft.ServerID, inc int, point CrashPoint, detail stri
 		w.stats.Faults["crash-point/"+string(point)]++
 		return true
 	}
-	powerLoss := func() (bool, int) { return t.PowerLoss && w.engineOf(id) == EnginePebble, 100 - t.UnsyncedDataPercent }
+	powerLoss := func() (bool, int) { return t.PowerLoss && w.takesPowerLoss(id), 100 - t.UnsyncedDataPercent }
 	down := func() time.Duration { return t.Down }
 	note := func() { w.Trace.Record(string(id), "crash-point", fmt.Sprintf("%s %s", t, detail)) }
 	return w.crashInBackground(id, inc, claim, note, powerLoss, down)
@@ -170,7 +170,7 @@ func (w *World) crashInBackground(id raft.ServerID, inc int, claim func(*slot) b
 	w.mu.Unlock()
 	note()
 	powerLoss, keepPercent := crash()
-	stop, err := w.CrashNow(id, powerLoss, keepPercent, w.Seed.Rand(fmt.Sprintf("crash-now/%s/%d", id, inc)))
+	stop, err := w.CrashNow(id, powerLoss, keepPercent)
 	if err != nil {
 		w.Trace.Record(string(id), "crash-error", err.Error())
 		stop = func() error { return nil }

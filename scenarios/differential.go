@@ -3,32 +3,48 @@ package scenarios
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/raftsnap/testbed/sim"
 )
 
-// engineField matches the engine name in trace details ("engine=bbolt"),
-// the one thing that differs by design between the two engines' traces.
-var engineField = regexp.MustCompile(`engine=[a-z]+`)
+// engineNames matches what differs by design between the traces of one
+// seed on two engines: the engine's name in run details ("engine=bbolt")
+// and the package prefix of errors an engine returns ("bbolt: install
+// source: <cause>" on one, "pebble engine: install source: <cause>" on the
+// other).
+var engineNames = regexp.MustCompile(`engine=[a-z]+|\b(bbolt|pebble engine): `)
+
+// engineNeutral returns the trace with engine names blanked.
+func engineNeutral(events []sim.Event) []sim.Event {
+	out := make([]sim.Event, len(events))
+	for i, e := range events {
+		e.Detail = engineNames.ReplaceAllStringFunc(e.Detail, func(m string) string {
+			if strings.HasPrefix(m, "engine=") {
+				return "engine=*"
+			}
+			return "<engine>: "
+		})
+		out[i] = e
+	}
+	return out
+}
 
 // EngineNeutralHash hashes a trace with engine names blanked, so that runs
 // of one seed on different engines can be compared.
 func EngineNeutralHash(events []sim.Event) string {
-	neutral := make([]sim.Event, len(events))
-	for i, e := range events {
-		e.Detail = engineField.ReplaceAllString(e.Detail, "engine=*")
-		neutral[i] = e
-	}
-	return sim.HashEvents(neutral)
+	return sim.HashEvents(engineNeutral(events))
 }
 
 // Differential runs one seed on bbolt and on Pebble and reports how they
 // differ: engine work takes no virtual time, so the same seed should give
 // the same raft history (the same engine-neutral trace) and the same final
-// state on both. It returns both reports and the differences found.
+// state on both. Both runs take only the faults both engines take the same
+// way (Options.CommonFaults). It returns both reports and the differences found.
 func Differential(t *testing.T, opts Options) (bbolt, pebble Report, diffs []string, err error) {
 	opts.TracePath = ""
+	opts.CommonFaults = true
 	opts.Engine = EngineBbolt
 	if bbolt, err = Run(t, opts); err != nil {
 		return
@@ -37,17 +53,17 @@ func Differential(t *testing.T, opts Options) (bbolt, pebble Report, diffs []str
 	if pebble, err = Run(t, opts); err != nil {
 		return
 	}
+	diffs = compareEngines(bbolt, pebble)
+	return bbolt, pebble, diffs, nil
+}
+
+// compareEngines lists how the runs of one seed on bbolt and on Pebble
+// differ: where their engine-neutral traces first part, and their final
+// states.
+func compareEngines(bbolt, pebble Report) (diffs []string) {
 	hb, hp := EngineNeutralHash(bbolt.Events), EngineNeutralHash(pebble.Events)
 	if hb != hp {
-		neutral := func(ev []sim.Event) []sim.Event {
-			out := make([]sim.Event, len(ev))
-			for i, e := range ev {
-				e.Detail = engineField.ReplaceAllString(e.Detail, "engine=*")
-				out[i] = e
-			}
-			return out
-		}
-		nb, np := neutral(bbolt.Events), neutral(pebble.Events)
+		nb, np := engineNeutral(bbolt.Events), engineNeutral(pebble.Events)
 		i := sim.FirstDivergence(nb, np)
 		at := func(ev []sim.Event) string {
 			if i >= 0 && i < len(ev) {
@@ -61,5 +77,5 @@ func Differential(t *testing.T, opts Options) (bbolt, pebble Report, diffs []str
 		diffs = append(diffs, fmt.Sprintf("differential: final state differs: bbolt %s at index %d, pebble %s at index %d",
 			bbolt.FinalDigest, bbolt.FinalIndex, pebble.FinalDigest, pebble.FinalIndex))
 	}
-	return bbolt, pebble, diffs, nil
+	return diffs
 }

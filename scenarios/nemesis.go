@@ -275,12 +275,13 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 			return nil, err
 		}
 		powerLoss := f.Kind == faults.KindPowerLoss
-		if powerLoss && w.engineOf(id) != EnginePebble {
+		if powerLoss && !w.takesPowerLoss(id) {
 			// bbolt has no virtual filesystem to drop unsynced writes
-			// from; it gets a process crash.
+			// from (nor has any node when engines are compared); it
+			// gets a process crash.
 			powerLoss = false
 		}
-		if err := w.Crash(id, powerLoss, 100-f.UnsyncedDataPercent, n.rng); err != nil {
+		if err := w.Crash(id, powerLoss, 100-f.UnsyncedDataPercent); err != nil {
 			return nil, err
 		}
 		return func() { n.restart(id) }, nil
@@ -297,6 +298,9 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 		id, err := n.resolve(f.Target)
 		if err != nil {
 			return nil, err
+		}
+		if w.commonFaults {
+			return nil, fmt.Errorf("disk faults are left out when engines are compared")
 		}
 		disk := w.disk(id)
 		if disk == nil {
@@ -331,7 +335,7 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 					return
 				}
 				w.Trace.Record(string(id), "fail-stop", why)
-				if err := w.Crash(id, false, 100, n.rng); err == nil {
+				if err := w.Crash(id, false, 100); err == nil {
 					n.restart(id)
 				}
 			}, nil

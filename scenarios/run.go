@@ -61,6 +61,12 @@ type Options struct {
 	// InmemTransport with no faults: the reference BenchmarkSimulate
 	// compares the simulator against.
 	Baseline bool
+	// CommonFaults limits the run to faults that every engine takes the
+	// same way, so that runs on different engines can be compared
+	// (Differential): a power loss becomes a process crash (only Pebble's
+	// virtual filesystem can drop unsynced writes) and disk faults, which
+	// only Pebble nodes can take, are skipped.
+	CommonFaults bool
 }
 
 // ErrUsage is wrapped by every error about bad options.
@@ -333,6 +339,7 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 		w.inmem = map[raft.ServerID]*raft.InmemTransport{}
 	}
 	w.mutation = opts.Mutation
+	w.commonFaults = opts.CommonFaults
 	w.SetEngineFactory(opts.NewEngine)
 	var taps []CrashTap
 	if sc.Taps != nil && !opts.Baseline {

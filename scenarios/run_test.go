@@ -27,22 +27,28 @@ func TestDefaultRunPassesWithSnapshotsAndFaults(t *testing.T) {
 	}
 }
 
-// The same seed replays the same run: equal trace hashes. Seeds 1 and 2 are
-// among those measured to replay every time (README, determinism).
+// The same seed replays the same run: equal trace hashes, on both engines,
+// through crashes at each snapshot step and the swarm's fault mixes (every
+// seed of 1..100 replays on snapshot-install; README, determinism).
 func TestSameSeedSameTrace(t *testing.T) {
-	for _, engine := range []string{EnginePebble, EngineBbolt} {
-		for _, seed := range []uint64{1, 2} {
-			first, err := Run(t, Options{Seed: seed, Scenario: "snapshot-install", Engine: engine})
-			if err != nil {
-				t.Fatal(err)
-			}
-			second, err := Run(t, Options{Seed: seed, Scenario: "snapshot-install", Engine: engine})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if first.TraceHash != second.TraceHash {
-				i := sim.FirstDivergence(first.Events, second.Events)
-				t.Errorf("%s seed %d: trace %s then %s; first divergent event #%d", engine, seed, first.TraceHash[:12], second.TraceHash[:12], i)
+	for _, c := range []struct {
+		scenario string
+		seeds    []uint64
+	}{{"snapshot-install", []uint64{1, 2, 3}}, {"snapshot-crash", []uint64{1}}, {"swarm", []uint64{2}}} {
+		for _, engine := range []string{EnginePebble, EngineBbolt} {
+			for _, seed := range c.seeds {
+				first, err := Run(t, Options{Seed: seed, Scenario: c.scenario, Engine: engine})
+				if err != nil {
+					t.Fatal(err)
+				}
+				second, err := Run(t, Options{Seed: seed, Scenario: c.scenario, Engine: engine})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if first.TraceHash != second.TraceHash {
+					i := sim.FirstDivergence(first.Events, second.Events)
+					t.Errorf("%s/%s seed %d: trace %s then %s; first divergent event #%d", c.scenario, engine, seed, first.TraceHash[:12], second.TraceHash[:12], i)
+				}
 			}
 		}
 	}

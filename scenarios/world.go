@@ -3,7 +3,6 @@ package scenarios
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -71,6 +70,8 @@ type World struct {
 	start time.Time
 	// mutation is the planted bug of a canary run, nil for a clean run.
 	mutation *Mutation
+	// commonFaults: see Options.CommonFaults.
+	commonFaults bool
 	// newEngine opens the engine of EngineCustom nodes.
 	newEngine func(dir string) (engines.Engine, error)
 	// crashTaps, set before any node starts, wraps every node's engine
@@ -392,8 +393,8 @@ func (w *World) RunLog() checkers.RunLog {
 
 // Crash kills node id at this instant and waits until the old instance
 // has stopped; see CrashNow.
-func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int, rng *rand.Rand) error {
-	stop, err := w.CrashNow(id, powerLoss, keepPercent, rng)
+func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int) error {
+	stop, err := w.CrashNow(id, powerLoss, keepPercent)
 	if err != nil {
 		return err
 	}
@@ -407,10 +408,12 @@ func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int, rng *ra
 // restarts from: a Pebble node restarts from a CrashClone of its filesystem
 // taken now, a bbolt node from a copy of its directory taken now (a killed
 // process keeps every committed write). With powerLoss, a Pebble node keeps
-// each block of unsynced data only with probability keepPercent. The
+// each block of unsynced data only with probability keepPercent, drawn from
+// a source of the crash's own (seed, node, incarnation): a shared stream
+// would be consumed differently by engines that draw nothing (bbolt). The
 // returned stop shuts the old instance down; it must be called, from a
 // goroutine other than the node's own, before the world shuts down.
-func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int, rng *rand.Rand) (stop func() error, err error) {
+func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int) (stop func() error, err error) {
 	w.mu.Lock()
 	s := w.nodes[id]
 	node := s.node
@@ -419,7 +422,9 @@ func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int, rng 
 		w.stats.Crashes++
 		s.incarnation++
 	}
+	incarnation := s.incarnation
 	w.mu.Unlock()
+	rng := w.Seed.Rand(fmt.Sprintf("crash/%s/%d", id, incarnation))
 	if node == nil {
 		return func() error { return nil }, nil
 	}
@@ -598,6 +603,12 @@ func (w *World) engineOf(id raft.ServerID) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.nodes[id].engine
+}
+
+// takesPowerLoss reports whether a power loss of node id drops its unsynced
+// writes; otherwise the node gets a process crash instead.
+func (w *World) takesPowerLoss(id raft.ServerID) bool {
+	return !w.commonFaults && w.engineOf(id) == EnginePebble
 }
 
 func (w *World) disk(id raft.ServerID) *simDisk {
