@@ -18,9 +18,9 @@ import (
 // fails with errorfs.ErrInjected with the fault's probability (see
 // failStop for the raft log store); while a slow-disk fault is on, each
 // sync (Sync, SyncData, SyncTo: Pebble's WAL uses SyncData) first waits a
-// virtual delay. Choices are hashed from (seed, path, per-path counter) so
-// that they do not depend on the order in which Pebble's goroutines reach
-// the disk.
+// virtual delay. Choices are hashed from (seed, path, per-path counter of
+// writes and syncs) so that they do not depend on the order in which
+// Pebble's goroutines reach the disk.
 type simDisk struct {
 	seed      sim.Seed
 	errorBits atomic.Uint64 // math.Float64bits of the error probability
@@ -67,12 +67,19 @@ func (d *simDisk) MaybeError(op errorfs.Op) error {
 	if p == 0 && hi == 0 {
 		return nil
 	}
+	isSync := op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo
+	if !isSync && op.Kind.ReadOrWrite() != errorfs.OpIsWrite {
+		// Reads are neither failed nor delayed, and must not move the
+		// counters: other goroutines read the same files (a snapshot
+		// being sent, a directory listed) in an order of their own.
+		return nil
+	}
 	d.mu.Lock()
 	n := d.counts[op.Path]
 	d.counts[op.Path] = n + 1
 	d.mu.Unlock()
 	h := d.seed.Hash(fnv(op.Path), n, uint64(op.Kind))
-	if hi > 0 && (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) {
+	if hi > 0 && isSync {
 		lo := time.Duration(d.delayMin.Load())
 		d.delayed.Add(1)
 		time.Sleep(lo + time.Duration(h%uint64(hi-lo+1)))

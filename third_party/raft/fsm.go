@@ -234,23 +234,43 @@ func (r *Raft) runFSM() {
 
 	saturation := newSaturationMetric([]string{"raft", "thread", "fsm", "saturation"}, 1*time.Second)
 
+	mutate := func(ptr interface{}) {
+		switch req := ptr.(type) {
+		case []*commitTuple:
+			applyBatch(req)
+
+		case *restoreFuture:
+			restore(req)
+
+		default:
+			panic(fmt.Errorf("bad type passed to fsmMutateCh: %#v", ptr))
+		}
+	}
+
 	for {
 		saturation.sleeping()
+
+		// Patched (raftsnap testbed): shutdown, then queued mutations, win
+		// over a snapshot request ready at the same time. While the FSM is
+		// busy (a slow disk) both queue up, and Go's select picked either,
+		// so the snapshot covered a different index from run to run.
+		select {
+		case <-r.shutdownCh:
+			return
+		default:
+		}
+		select {
+		case ptr := <-r.fsmMutateCh:
+			saturation.working()
+			mutate(ptr)
+			continue
+		default:
+		}
 
 		select {
 		case ptr := <-r.fsmMutateCh:
 			saturation.working()
-
-			switch req := ptr.(type) {
-			case []*commitTuple:
-				applyBatch(req)
-
-			case *restoreFuture:
-				restore(req)
-
-			default:
-				panic(fmt.Errorf("bad type passed to fsmMutateCh: %#v", ptr))
-			}
+			mutate(ptr)
 
 		case req := <-r.fsmSnapshotCh:
 			saturation.working()

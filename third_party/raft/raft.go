@@ -668,6 +668,77 @@ func (r *Raft) configurationChangeChIfStable() chan *configurationChangeFuture {
 
 // leaderLoop is the hot loop for a leader. It is invoked
 // after all the various leader setup is done.
+// leaderCommitted processes the entries committed since it last ran, on
+// the leader; stepDown says whether a committed configuration without us is
+// already pending, and it returns the same for the caller to keep.
+//
+// Patched (raftsnap testbed): the body of leaderLoop's commitCh case, moved
+// here unchanged so that leaderLoop can run it before its select.
+func (r *Raft) leaderCommitted(stepDown bool) bool {
+	r.mainThreadSaturation.working()
+	// Process the newly committed entries
+	oldCommitIndex := r.getCommitIndex()
+	commitIndex := r.leaderState.commitment.getCommitIndex()
+	r.setCommitIndex(commitIndex)
+
+	// New configuration has been committed, set it as the committed
+	// value.
+	if r.configurations.latestIndex > oldCommitIndex &&
+		r.configurations.latestIndex <= commitIndex {
+		r.setCommittedConfiguration(r.configurations.latest, r.configurations.latestIndex)
+		if !hasVote(r.configurations.committed, r.localID) {
+			stepDown = true
+		}
+	}
+
+	start := time.Now()
+	var groupReady []*list.Element
+	groupFutures := make(map[uint64]*logFuture)
+	var lastIdxInGroup uint64
+
+	// Pull all inflight logs that are committed off the queue.
+	for e := r.leaderState.inflight.Front(); e != nil; e = e.Next() {
+		commitLog := e.Value.(*logFuture)
+		idx := commitLog.log.Index
+		if idx > commitIndex {
+			// Don't go past the committed index
+			break
+		}
+
+		// Measure the commit time
+		metrics.MeasureSince([]string{"raft", "commitTime"}, commitLog.dispatch)
+		groupReady = append(groupReady, e)
+		groupFutures[idx] = commitLog
+		lastIdxInGroup = idx
+	}
+
+	// Process the group
+	if len(groupReady) != 0 {
+		r.processLogs(lastIdxInGroup, groupFutures)
+
+		for _, e := range groupReady {
+			r.leaderState.inflight.Remove(e)
+		}
+	}
+
+	// Measure the time to enqueue batch of logs for FSM to apply
+	metrics.MeasureSince([]string{"raft", "fsm", "enqueue"}, start)
+
+	// Count the number of logs enqueued
+	metrics.SetGauge([]string{"raft", "commitNumLogs"}, float32(len(groupReady)))
+
+	if stepDown {
+		if r.config().ShutdownOnRemove {
+			r.logger.Info("removed ourself, shutting down")
+			r.Shutdown()
+		} else {
+			r.logger.Info("removed ourself, transitioning to follower")
+			r.setState(Follower)
+		}
+	}
+	return stepDown
+}
+
 func (r *Raft) leaderLoop() {
 	// stepDown is used to track if there is an inflight log that
 	// would cause us to lose leadership (specifically a RemovePeer of
@@ -682,6 +753,18 @@ func (r *Raft) leaderLoop() {
 
 	for r.getState() == Leader {
 		r.mainThreadSaturation.sleeping()
+
+		// Patched (raftsnap testbed): a pending commit is processed before
+		// other ready work (a new entry to append, an RPC, a timer). After a
+		// slow log write several are ready at once, and Go's select picks
+		// among them at random, so the next AppendEntries carried a
+		// different commit index from run to run.
+		select {
+		case <-r.leaderState.commitCh:
+			stepDown = r.leaderCommitted(stepDown)
+			continue
+		default:
+		}
 
 		select {
 		case rpc := <-r.rpcCh:
@@ -787,67 +870,7 @@ func (r *Raft) leaderLoop() {
 			go r.leadershipTransfer(*id, *address, state, stopCh, doneCh)
 
 		case <-r.leaderState.commitCh:
-			r.mainThreadSaturation.working()
-			// Process the newly committed entries
-			oldCommitIndex := r.getCommitIndex()
-			commitIndex := r.leaderState.commitment.getCommitIndex()
-			r.setCommitIndex(commitIndex)
-
-			// New configuration has been committed, set it as the committed
-			// value.
-			if r.configurations.latestIndex > oldCommitIndex &&
-				r.configurations.latestIndex <= commitIndex {
-				r.setCommittedConfiguration(r.configurations.latest, r.configurations.latestIndex)
-				if !hasVote(r.configurations.committed, r.localID) {
-					stepDown = true
-				}
-			}
-
-			start := time.Now()
-			var groupReady []*list.Element
-			groupFutures := make(map[uint64]*logFuture)
-			var lastIdxInGroup uint64
-
-			// Pull all inflight logs that are committed off the queue.
-			for e := r.leaderState.inflight.Front(); e != nil; e = e.Next() {
-				commitLog := e.Value.(*logFuture)
-				idx := commitLog.log.Index
-				if idx > commitIndex {
-					// Don't go past the committed index
-					break
-				}
-
-				// Measure the commit time
-				metrics.MeasureSince([]string{"raft", "commitTime"}, commitLog.dispatch)
-				groupReady = append(groupReady, e)
-				groupFutures[idx] = commitLog
-				lastIdxInGroup = idx
-			}
-
-			// Process the group
-			if len(groupReady) != 0 {
-				r.processLogs(lastIdxInGroup, groupFutures)
-
-				for _, e := range groupReady {
-					r.leaderState.inflight.Remove(e)
-				}
-			}
-
-			// Measure the time to enqueue batch of logs for FSM to apply
-			metrics.MeasureSince([]string{"raft", "fsm", "enqueue"}, start)
-
-			// Count the number of logs enqueued
-			metrics.SetGauge([]string{"raft", "commitNumLogs"}, float32(len(groupReady)))
-
-			if stepDown {
-				if r.config().ShutdownOnRemove {
-					r.logger.Info("removed ourself, shutting down")
-					r.Shutdown()
-				} else {
-					r.logger.Info("removed ourself, transitioning to follower")
-					r.setState(Follower)
-				}
-			}
+			stepDown = r.leaderCommitted(stepDown)
 
 		case v := <-r.verifyCh:
 			r.mainThreadSaturation.working()
