@@ -184,7 +184,7 @@ func (c *Client) try(n *Node, cmd Command, mode ReadMode, d time.Duration) (Outc
 	}
 	f := n.Raft.Apply(cmd.Encode(), d)
 	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }()
+	go func() { errc <- n.Await(f) }()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
@@ -216,7 +216,7 @@ func (c *Client) localRead(n *Node, cmd Command, mode ReadMode, d time.Duration)
 		f = n.Raft.VerifyLeader()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }()
+	go func() { errc <- n.Await(f) }()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

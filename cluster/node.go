@@ -41,6 +41,8 @@ type Node struct {
 	// RecoveredFromSnapshot reports whether start-up installed the newest
 	// stored snapshot because the engine was behind it.
 	RecoveredFromSnapshot bool
+
+	futures futures
 }
 
 // StartNode opens the node's storage and starts raft on it. The engine is
@@ -83,9 +85,14 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	return &Node{ID: cfg.ID, Raft: r, FSM: fsm, Stores: stores, RecoveredFromSnapshot: recovered}, nil
 }
 
-// Shutdown stops raft and then closes the stores.
+// Shutdown stops raft, answers the futures it left unanswered (see
+// ErrFutureLeaked; Leaked counts them) and then closes the stores. raft's
+// Shutdown waits for all its goroutines only the first time it is called,
+// so a node must not run with raft.Config.ShutdownOnRemove, which makes raft
+// call it on its own.
 func (n *Node) Shutdown() error {
 	err := n.Raft.Shutdown().Error()
+	n.futures.releaseAll()
 	return errors.Join(err, n.Stores.Close())
 }
 

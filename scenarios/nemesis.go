@@ -363,7 +363,7 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 		} else {
 			fut = leader.Raft.AddNonvoter(id, raft.ServerAddress(id), 0, 5*time.Second)
 		}
-		if err := fut.Error(); err != nil {
+		if err := leader.Await(fut); err != nil {
 			w.Trace.Record(string(id), "membership-error", err.Error())
 			w.MarkJoining(id, f.Kind == faults.KindAddVoter)
 		}
@@ -378,7 +378,7 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 		if leader == nil {
 			return nil, fmt.Errorf("no leader")
 		}
-		if err := leader.Raft.RemoveServer(id, 0, 5*time.Second).Error(); err != nil {
+		if err := leader.Await(leader.Raft.RemoveServer(id, 0, 5*time.Second)); err != nil {
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) ||
 				errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 				return nil, fmt.Errorf("remove %s: %w", id, err) // refused: nothing changed
