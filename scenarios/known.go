@@ -81,7 +81,7 @@ var KnownIssues = []KnownIssue{
 	{Scenario: "mixed-engines", Seed: 464, Engine: EngineMixed, Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 353, Engine: EngineBbolt, Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 374, Engine: EnginePebble, Issue: raftSnapshotIndex},
-	{Scenario: "swarm", Seed: 379, Engine: EnginePebble, Issue: raftSnapshotIndex}, // slow disks: does not always replay (README, Determinism)
+	{Scenario: "swarm", Seed: 379, Engine: EnginePebble, Issue: raftSnapshotIndex},
 	{Scenario: "swarm", Seed: 449, Engine: EnginePebble, Issue: raftFutureLeak},
 }
 

@@ -751,6 +751,7 @@ func (r *Raft) leaderLoop() {
 	// based on the current config value.
 	lease := time.After(r.config().LeaderLeaseTimeout)
 
+	turn := 0
 	for r.getState() == Leader {
 		r.mainThreadSaturation.sleeping()
 
@@ -766,16 +767,21 @@ func (r *Raft) leaderLoop() {
 		default:
 		}
 
+		// Patched (raftsnap testbed): of the work ready now, take one in
+		// round-robin order and select on it alone (see leaderSelect).
+		sel := r.leaderSelect(lease, turn)
+		turn++
+
 		select {
-		case rpc := <-r.rpcCh:
+		case rpc := <-sel.rpc:
 			r.mainThreadSaturation.working()
 			r.processRPC(rpc)
 
-		case <-r.leaderState.stepDown:
+		case <-sel.stepDown:
 			r.mainThreadSaturation.working()
 			r.setState(Follower)
 
-		case future := <-r.leadershipTransferCh:
+		case future := <-sel.transfer:
 			r.mainThreadSaturation.working()
 			if r.getLeadershipTransferInProgress() {
 				r.logger.Debug(ErrLeadershipTransferInProgress.Error())
@@ -869,10 +875,10 @@ func (r *Raft) leaderLoop() {
 			r.setLeadershipTransferInProgress(true)
 			go r.leadershipTransfer(*id, *address, state, stopCh, doneCh)
 
-		case <-r.leaderState.commitCh:
+		case <-sel.commit:
 			stepDown = r.leaderCommitted(stepDown)
 
-		case v := <-r.verifyCh:
+		case v := <-sel.verify:
 			r.mainThreadSaturation.working()
 			if v.quorumSize == 0 {
 				// Just dispatched, start the verification
@@ -896,7 +902,7 @@ func (r *Raft) leaderLoop() {
 				v.respond(nil)
 			}
 
-		case future := <-r.userRestoreCh:
+		case future := <-sel.userRestore:
 			r.mainThreadSaturation.working()
 			if r.getLeadershipTransferInProgress() {
 				r.logger.Debug(ErrLeadershipTransferInProgress.Error())
@@ -906,7 +912,7 @@ func (r *Raft) leaderLoop() {
 			err := r.restoreUserSnapshot(future.meta, future.reader)
 			future.respond(err)
 
-		case future := <-r.configurationsCh:
+		case future := <-sel.configs:
 			r.mainThreadSaturation.working()
 			if r.getLeadershipTransferInProgress() {
 				r.logger.Debug(ErrLeadershipTransferInProgress.Error())
@@ -916,7 +922,7 @@ func (r *Raft) leaderLoop() {
 			future.configurations = r.configurations.Clone()
 			future.respond(nil)
 
-		case future := <-r.configurationChangeChIfStable():
+		case future := <-sel.configChange:
 			r.mainThreadSaturation.working()
 			if r.getLeadershipTransferInProgress() {
 				r.logger.Debug(ErrLeadershipTransferInProgress.Error())
@@ -925,11 +931,11 @@ func (r *Raft) leaderLoop() {
 			}
 			r.appendConfigurationEntry(future)
 
-		case b := <-r.bootstrapCh:
+		case b := <-sel.bootstrap:
 			r.mainThreadSaturation.working()
 			b.respond(ErrCantBootstrap)
 
-		case newLog := <-r.applyCh:
+		case newLog := <-sel.apply:
 			r.mainThreadSaturation.working()
 			if r.getLeadershipTransferInProgress() {
 				r.logger.Debug(ErrLeadershipTransferInProgress.Error())
@@ -958,7 +964,7 @@ func (r *Raft) leaderLoop() {
 				r.dispatchLogs(ready)
 			}
 
-		case <-lease:
+		case <-sel.lease:
 			r.mainThreadSaturation.working()
 			// Check if we've exceeded the lease, potentially stepping down
 			maxDiff := r.checkLeaderLease()
@@ -973,15 +979,15 @@ func (r *Raft) leaderLoop() {
 			// Renew the lease timer
 			lease = time.After(checkInterval)
 
-		case <-r.leaderNotifyCh:
+		case <-sel.leaderNotify:
 			for _, repl := range r.leaderState.replState {
 				asyncNotifyCh(repl.notifyCh)
 			}
 
-		case <-r.followerNotifyCh:
+		case <-sel.followerNotify:
 			//  Ignore since we are not a follower
 
-		case <-r.shutdownCh:
+		case <-sel.shutdown:
 			return
 		}
 	}
@@ -2286,5 +2292,98 @@ func (r *Raft) getLatestConfiguration() Configuration {
 		return c
 	default:
 		return Configuration{}
+	}
+}
+
+// leaderChans are the channels leaderLoop selects on.
+type leaderChans struct {
+	rpc            <-chan RPC
+	stepDown       chan struct{}
+	transfer       chan *leadershipTransferFuture
+	commit         chan struct{}
+	verify         chan *verifyFuture
+	userRestore    chan *userRestoreFuture
+	configs        chan *configurationsFuture
+	configChange   chan *configurationChangeFuture
+	bootstrap      chan *bootstrapFuture
+	apply          chan *logFuture
+	lease          <-chan time.Time
+	leaderNotify   chan struct{}
+	followerNotify chan struct{}
+	shutdown       chan struct{}
+}
+
+// leaderSelect returns the channels for leaderLoop's next select.
+//
+// Patched (raftsnap testbed): Go's select picks at random among the cases
+// ready when it starts, and after a slow log write several are ready at
+// once (a client entry, a VerifyLeader request, an RPC, a timer), so the
+// leader took them in a different order from run to run. leaderSelect
+// polls the channels without blocking, in round-robin order starting at
+// turn (fair, like upstream's random choice, but the same on every run),
+// and if one has work returns only that one, holding what it received. If
+// none has, it returns them all: the select then blocks, and the first
+// that becomes ready wins, which does not depend on chance.
+func (r *Raft) leaderSelect(lease <-chan time.Time, turn int) leaderChans {
+	all := leaderChans{
+		rpc: r.rpcCh, stepDown: r.leaderState.stepDown, transfer: r.leadershipTransferCh,
+		commit: r.leaderState.commitCh, verify: r.verifyCh, userRestore: r.userRestoreCh,
+		configs: r.configurationsCh, configChange: r.configurationChangeChIfStable(),
+		bootstrap: r.bootstrapCh, apply: r.applyCh, lease: lease,
+		leaderNotify: r.leaderNotifyCh, followerNotify: r.followerNotifyCh, shutdown: r.shutdownCh,
+	}
+	// Shutdown first, as everywhere in the patch.
+	if isClosed(r.shutdownCh) {
+		return leaderChans{shutdown: r.shutdownCh}
+	}
+	const n = 13
+	for k := 0; k < n; k++ {
+		var one leaderChans
+		got := false
+		switch (turn + k) % n {
+		case 0:
+			one.rpc, got = pollInto(all.rpc)
+		case 1:
+			one.stepDown, got = pollInto(all.stepDown)
+		case 2:
+			one.transfer, got = pollInto(all.transfer)
+		case 3:
+			one.commit, got = pollInto(all.commit)
+		case 4:
+			one.verify, got = pollInto(all.verify)
+		case 5:
+			one.userRestore, got = pollInto(all.userRestore)
+		case 6:
+			one.configs, got = pollInto(all.configs)
+		case 7:
+			one.configChange, got = pollInto(all.configChange)
+		case 8:
+			one.bootstrap, got = pollInto(all.bootstrap)
+		case 9:
+			one.apply, got = pollInto(all.apply)
+		case 10:
+			one.lease, got = pollInto(all.lease)
+		case 11:
+			one.leaderNotify, got = pollInto(all.leaderNotify)
+		case 12:
+			one.followerNotify, got = pollInto(all.followerNotify)
+		}
+		if got {
+			return one
+		}
+	}
+	return all
+}
+
+// pollInto receives from ch without blocking (a nil ch has nothing); if it
+// got a value it returns a new channel that holds it.
+func pollInto[T any](ch <-chan T) (chan T, bool) {
+	select {
+	case v := <-ch:
+		c := make(chan T, 1)
+		c <- v
+		return c, true
+	default:
+		return nil, false
 	}
 }
