@@ -83,8 +83,6 @@ func NewHistory() *History { return &History{start: time.Now()} }
 // Return are measured in.
 func (h *History) Since() time.Duration { return time.Since(h.start) }
 
-func (h *History) since() time.Duration { return h.Since() }
-
 // Record adds a call made by a client other than Client (a wrapper that
 // issues its own calls records them here).
 func (h *History) Record(c Call) { h.add(c) }
@@ -137,7 +135,7 @@ func (c *Client) retryDelay() time.Duration {
 // Its deadlines read time.Now: clients run inside the run's synctest
 // bubble, where that is the virtual clock, so they follow the seed.
 func (c *Client) Do(cmd Command, mode ReadMode) Call {
-	call := Call{Client: c.ID, Command: cmd, Mode: mode, Invoke: c.History.since()}
+	call := Call{Client: c.ID, Command: cmd, Mode: mode, Invoke: c.History.Since()}
 	deadline := time.Now().Add(c.timeout())
 	for {
 		n := c.leader()
@@ -162,7 +160,7 @@ func (c *Client) Do(cmd Command, mode ReadMode) Call {
 		}
 		break
 	}
-	call.Return = c.History.since()
+	call.Return = c.History.Since()
 	c.History.add(call)
 	return call
 }
