@@ -64,6 +64,12 @@ type BoltStorage struct {
 	// small snapshots install in several transactions, and a crash in the
 	// middle of an install finds some of them committed.
 	StagingTxBytes int
+	// SnapshotFS, if set, holds the snapshot store instead of Dir/snapshots
+	// on the real disk. The simulator keeps snapshots in memory: streaming
+	// them makes many small reads and writes, and every real system call
+	// is a point where the wall clock could reorder the run's goroutines
+	// (see sim.Quiescer).
+	SnapshotFS vfs.FS
 }
 
 // Open opens or creates the node state under Dir.
@@ -76,13 +82,14 @@ func (s BoltStorage) Open() (*Stores, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openBesideEngine(st, e, s.Dir, s.NoSync)
+	return openBesideEngine(st, e, s.Dir, s.SnapshotFS, s.NoSync)
 }
 
 // openBesideEngine completes the stores of a node whose engine e is open:
-// raft-boltdb for the log and stable store and a snapshot store, both under
-// dir. On error it closes everything, e included.
-func openBesideEngine(st *Stores, e engines.Engine, dir string, noSync bool) (*Stores, error) {
+// raft-boltdb for the log and stable store under dir, and a snapshot store
+// in snapFS, or under dir if snapFS is nil. On error it closes everything,
+// e included.
+func openBesideEngine(st *Stores, e engines.Engine, dir string, snapFS vfs.FS, noSync bool) (*Stores, error) {
 	st.Engine = e
 	st.Closers = append(st.Closers, e.Close)
 	logs, err := raftboltdb.New(raftboltdb.Options{
@@ -95,7 +102,11 @@ func openBesideEngine(st *Stores, e engines.Engine, dir string, noSync bool) (*S
 	}
 	st.Logs, st.Stable = monotonicLogs{logs}, logs
 	st.Closers = append(st.Closers, logs.Close)
-	snaps, err := snapstore.New(vfs.Default, filepath.Join(dir, "snapshots"), snapshotsRetained)
+	snapDir := PebbleSnapshotDir
+	if snapFS == nil {
+		snapFS, snapDir = vfs.Default, filepath.Join(dir, PebbleSnapshotDir)
+	}
+	snaps, err := snapstore.New(snapFS, snapDir, snapshotsRetained)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
@@ -116,6 +127,8 @@ type CustomStorage struct {
 	OpenEngine func(dir string) (engines.Engine, error)
 	// NoSync skips the log store's fsyncs, as for BoltStorage.
 	NoSync bool
+	// SnapshotFS, if set, holds the snapshot store, as for BoltStorage.
+	SnapshotFS vfs.FS
 }
 
 // ErrNoEngineFactory is returned by CustomStorage.Open without OpenEngine.
@@ -137,7 +150,7 @@ func (s CustomStorage) Open() (*Stores, error) {
 	if e == nil {
 		return nil, fmt.Errorf("cluster: custom engine factory returned no engine for %s: %w", dir, ErrNoEngineFactory)
 	}
-	return openBesideEngine(&Stores{}, e, s.Dir, s.NoSync)
+	return openBesideEngine(&Stores{}, e, s.Dir, s.SnapshotFS, s.NoSync)
 }
 
 // The directories of a PebbleStorage on its FS, for fault injectors that

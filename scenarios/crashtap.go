@@ -134,7 +134,7 @@ func (w *World) fireTap(id raft.ServerID, inc int, point CrashPoint, detail stri
 	powerLoss := func() (bool, int) { return t.PowerLoss && w.takesPowerLoss(id), 100 - t.UnsyncedDataPercent }
 	down := func() time.Duration { return t.Down }
 	note := func() { w.Trace.Record(string(id), "crash-point", fmt.Sprintf("%s %s", t, detail)) }
-	return w.crashInBackground(id, inc, claim, note, powerLoss, down)
+	return w.crashInBackground(id, inc, claim, note, powerLoss, down, true)
 }
 
 // failStop crashes node id from inside its own I/O (see simDisk.failStop)
@@ -147,7 +147,7 @@ func (w *World) failStop(id raft.ServerID) bool {
 	note := func() { w.Trace.Record(string(id), "fail-stop", "injected I/O error in a file Pebble owns") }
 	processCrash := func() (bool, int) { return false, 100 }
 	down := func() time.Duration { return time.Second }
-	return w.crashInBackground(id, inc, nil, note, processCrash, down)
+	return w.crashInBackground(id, inc, nil, note, processCrash, down, false)
 }
 
 // crashInBackground crashes instance inc of node id now, from whatever
@@ -157,7 +157,7 @@ func (w *World) failStop(id raft.ServerID) bool {
 // inc is no longer running, the liveness phase has begun, or claim (run
 // under w.mu, nil for none) declines; note records why, before the crash.
 func (w *World) crashInBackground(id raft.ServerID, inc int, claim func(*slot) bool, note func(),
-	crash func() (powerLoss bool, keepPercent int), down func() time.Duration) bool {
+	crash func() (powerLoss bool, keepPercent int), down func() time.Duration, quiesce bool) bool {
 	w.mu.Lock()
 	s := w.nodes[id]
 	if s.incarnation != inc || s.node == nil || w.healed || (claim != nil && !claim(s)) {
@@ -170,7 +170,7 @@ func (w *World) crashInBackground(id raft.ServerID, inc int, claim func(*slot) b
 	w.mu.Unlock()
 	note()
 	powerLoss, keepPercent := crash()
-	stop, err := w.CrashNow(id, powerLoss, keepPercent)
+	stop, err := w.crashNow(id, powerLoss, keepPercent, quiesce)
 	if err != nil {
 		w.Trace.Record(string(id), "crash-error", err.Error())
 		stop = func() error { return nil }

@@ -83,6 +83,9 @@ type World struct {
 	background sync.WaitGroup
 	healedCh   chan struct{}
 	healOnce   sync.Once
+	// quiet makes real disk I/O wait for the rest of the bubble to block
+	// (sim.Quiescer): bbolt nodes write real files.
+	quiet *sim.Quiescer
 }
 
 // Mutation plants a bug into a run, for the canaries that prove the
@@ -133,8 +136,10 @@ type slot struct {
 	// storage is the state the next start opens.
 	storage cluster.Storage
 	// fs is the Pebble node's crashable filesystem; dir and generation
-	// name the bbolt node's current directory.
+	// name the bbolt node's current directory, and snapFS holds its
+	// snapshots (in memory, see cluster.BoltStorage.SnapshotFS).
 	fs         *vfs.MemFS
+	snapFS     *vfs.MemFS
 	disk       *simDisk
 	dir        string
 	generation int
@@ -180,6 +185,7 @@ func NewWorld(seed sim.Seed, tempDir string, rc raft.Config, link sim.LinkOption
 		stats:      Counters{Faults: map[string]int{}},
 		start:      time.Now(),
 		healedCh:   make(chan struct{}),
+		quiet:      sim.NewQuiescer(),
 	}
 	return w
 }
@@ -199,6 +205,7 @@ func (w *World) AddNode(id raft.ServerID, engine string) {
 		s.storage = w.pebbleStorage(s)
 	case EngineBbolt, EngineCustom:
 		s.dir = filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
+		s.snapFS = vfs.NewCrashableMem()
 		s.storage = w.dirStorage(s)
 	default:
 		panic("scenarios: unknown engine " + engine)
@@ -213,9 +220,9 @@ func (w *World) AddNode(id raft.ServerID, engine string) {
 // directory.
 func (w *World) dirStorage(s *slot) cluster.Storage {
 	if s.engine == EngineCustom {
-		return cluster.CustomStorage{Dir: s.dir, OpenEngine: w.newEngine, NoSync: true}
+		return cluster.CustomStorage{Dir: s.dir, OpenEngine: w.newEngine, NoSync: true, SnapshotFS: s.snapFS}
 	}
-	return cluster.BoltStorage{Dir: s.dir, NoSync: true, StagingTxBytes: simStagingTxBytes}
+	return cluster.BoltStorage{Dir: s.dir, NoSync: true, StagingTxBytes: simStagingTxBytes, SnapshotFS: s.snapFS}
 }
 
 // Start starts node id from its current storage.
@@ -249,6 +256,8 @@ func (w *World) Start(id raft.ServerID) error {
 	} else {
 		tr = w.Net.Transport(id)
 	}
+	// Opening a bbolt node's files makes system calls (see quietStores).
+	w.quiet.Quiesce()
 	node, err := cluster.StartNode(cluster.NodeConfig{
 		ID:        id,
 		Storage:   s.storage,
@@ -262,6 +271,7 @@ func (w *World) Start(id raft.ServerID) error {
 			if w.crashTaps {
 				st.Engine = &tapEngine{Engine: st.Engine, w: w, id: id, inc: inc}
 			}
+			quietStores(w.quiet, st)
 			w.mu.Lock()
 			s.live = st.Engine
 			w.mu.Unlock()
@@ -417,6 +427,15 @@ func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int) error {
 // returned stop shuts the old instance down; it must be called, from a
 // goroutine other than the node's own, before the world shuts down.
 func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int) (stop func() error, err error) {
+	return w.crashNow(id, powerLoss, keepPercent, true)
+}
+
+// crashNow is CrashNow; quiesce says whether to wait for the rest of the
+// bubble before copying the node's state (sim.Quiescer), which a crash
+// from inside Pebble's own I/O (failStop) must not do: Pebble may hold a
+// mutex there that another of its goroutines waits for, and a Pebble
+// node's CrashClone makes no system calls.
+func (w *World) crashNow(id raft.ServerID, powerLoss bool, keepPercent int, quiesce bool) (stop func() error, err error) {
 	w.mu.Lock()
 	s := w.nodes[id]
 	node := s.node
@@ -432,6 +451,9 @@ func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int) (sto
 		return func() error { return nil }, nil
 	}
 	w.Net.Transport(id).Close() // a fresh endpoint replaces the old one, closed
+	if quiesce {
+		w.quiet.Quiesce()
+	}
 	detail := "process"
 	switch s.engine {
 	case EnginePebble:
@@ -451,6 +473,7 @@ func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int) (sto
 			return nil, err
 		}
 		s.dir = dir
+		s.snapFS = s.snapFS.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rng})
 		s.storage = w.dirStorage(s)
 	}
 	w.Trace.Record(string(id), "crash", detail)
