@@ -156,6 +156,7 @@ func (w *World) failStop(id raft.ServerID) bool {
 // which the liveness phase waits for. It does nothing and reports false if
 // inc is no longer running, the liveness phase has begun, or claim (run
 // under w.mu, nil for none) declines; note records why, before the crash.
+// quiesce is passed on to crashNow: false only from inside Pebble's I/O.
 func (w *World) crashInBackground(id raft.ServerID, inc int, claim func(*slot) bool, note func(),
 	crash func() (powerLoss bool, keepPercent int), down func() time.Duration, quiesce bool) bool {
 	w.mu.Lock()

@@ -11,8 +11,9 @@
 // DESIGN.md: run the bubble with GOMAXPROCS=1 (see package simtest), seed the
 // global math/rand that raft draws election timeouts from with
 // [SeedRaftGlobalRand] (which needs the `//go:debug randseednop=0` directive
-// in the main package or in the test file), and shut every node down before
-// the bubble ends. Inside this package every choice that concurrent
+// in the main package or in the test file), call [Quiescer.Quiesce] before
+// any system call that may take long in wall time (real disk I/O), and shut
+// every node down before the bubble ends. Inside this package every choice that concurrent
 // goroutines make is a pure function of (seed, source, destination, message
 // kind, per-(link, kind) counter), so the order in which raft's goroutines
 // reach the network does not change what happens to each message, and every
