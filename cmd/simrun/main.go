@@ -280,7 +280,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		c.jobs = 1 // a hunt stops at the first catch
 	}
 	out := &reporter{stdout: stdout, stderr: stderr, json: c.json, total: len(c.seeds), progress: isTerminal(stderr) && !c.worker, quiet: c.worker}
-	if c.jobs > 1 && len(c.seeds) > 1 {
+	// Seeds run in worker processes (one unless --jobs asks for more): a
+	// dependency that panics on one of its own goroutines (hashicorp/raft's
+	// "log not found", see README) ends the process it runs in, and that
+	// must fail the seed (exit 1, with the panic) rather than end simrun
+	// with Go's exit code 2, which here means bad usage. A hunt (--bug)
+	// stops at its first catch and runs here.
+	if !c.worker && c.bug == nil {
 		return runWorkers(c, args, out)
 	}
 	return runHere(c, out)
