@@ -421,9 +421,10 @@ func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int) error {
 // restarts from: a Pebble node restarts from a CrashClone of its filesystem
 // taken now, a bbolt node from a copy of its directory taken now (a killed
 // process keeps every committed write). With powerLoss, a Pebble node keeps
-// each block of unsynced data only with probability keepPercent, drawn from
-// a source of the crash's own (seed, node, incarnation): a shared stream
-// would be consumed differently by engines that draw nothing (bbolt). The
+// each block of unsynced data only with probability keepPercent, hashed
+// from (seed, node, incarnation, path, block) (powerLossClone): a shared
+// stream would be consumed differently by engines that draw nothing
+// (bbolt), and Pebble's CrashClone draws in random map order. The
 // returned stop shuts the old instance down; it must be called, from a
 // goroutine other than the node's own, before the world shuts down.
 func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int) (stop func() error, err error) {
@@ -446,7 +447,7 @@ func (w *World) crashNow(id raft.ServerID, powerLoss bool, keepPercent int, quie
 	}
 	incarnation := s.incarnation
 	w.mu.Unlock()
-	rng := w.Seed.Rand(fmt.Sprintf("crash/%s/%d", id, incarnation))
+	crashSeed := w.Seed.Child(fmt.Sprintf("crash/%s/%d", id, incarnation))
 	if node == nil {
 		return func() error { return nil }, nil
 	}
@@ -457,12 +458,16 @@ func (w *World) crashNow(id raft.ServerID, powerLoss bool, keepPercent int, quie
 	detail := "process"
 	switch s.engine {
 	case EnginePebble:
-		cfg := vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rng}
+		keep := 100
 		if powerLoss {
-			cfg.UnsyncedDataPercent = min(max(keepPercent, 0), 100)
-			detail = fmt.Sprintf("power-loss unsynced-kept=%d%%", cfg.UnsyncedDataPercent)
+			keep = min(max(keepPercent, 0), 100)
+			detail = fmt.Sprintf("power-loss unsynced-kept=%d%%", keep)
 		}
-		s.fs = s.fs.CrashClone(cfg)
+		fs, err := powerLossClone(s.fs, keep, crashSeed)
+		if err != nil {
+			return nil, err
+		}
+		s.fs = fs
 		s.disk.setErrorProbability(0)
 		s.disk.setSyncDelay(0, 0)
 		s.storage = w.pebbleStorage(s)
@@ -473,7 +478,9 @@ func (w *World) crashNow(id raft.ServerID, powerLoss bool, keepPercent int, quie
 			return nil, err
 		}
 		s.dir = dir
-		s.snapFS = s.snapFS.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rng})
+		if s.snapFS, err = powerLossClone(s.snapFS, 100, crashSeed); err != nil {
+			return nil, err
+		}
 		s.storage = w.dirStorage(s)
 	}
 	w.Trace.Record(string(id), "crash", detail)
