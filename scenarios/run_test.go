@@ -29,12 +29,14 @@ func TestDefaultRunPassesWithSnapshotsAndFaults(t *testing.T) {
 
 // The same seed replays the same run: equal trace hashes, on both engines,
 // through crashes at each snapshot step and the swarm's fault mixes (every
-// seed of 1..100 replays on snapshot-install; README, determinism).
+// seed of 1..100 replays on snapshot-install; README, determinism). Swarm
+// 336 loses power with part of its unsynced data kept, which Pebble's own
+// CrashClone made a coin flip (see powerLossClone).
 func TestSameSeedSameTrace(t *testing.T) {
 	for _, c := range []struct {
 		scenario string
 		seeds    []uint64
-	}{{"snapshot-install", []uint64{1, 2, 3}}, {"snapshot-crash", []uint64{1}}, {"swarm", []uint64{2}}} {
+	}{{"snapshot-install", []uint64{1, 2, 3}}, {"snapshot-crash", []uint64{1}}, {"swarm", []uint64{2, 336}}} {
 		for _, engine := range []string{EnginePebble, EngineBbolt} {
 			for _, seed := range c.seeds {
 				first, err := Run(t, Options{Seed: seed, Scenario: c.scenario, Engine: engine})
