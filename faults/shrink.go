@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"maps"
 	"math"
 	"slices"
@@ -39,19 +40,22 @@ func (s Schedule) without(drop func(int) bool) Schedule {
 	return out
 }
 
-// with returns s with fault i replaced by f (same start time).
+// with returns s with fault i replaced by f, kept sorted by start time
+// (f may start later than the fault it replaces).
 func (s Schedule) with(i int, f Fault) Schedule {
 	out := s
 	out.Mix.RatePerMinute = maps.Clone(s.Mix.RatePerMinute)
 	out.Faults = slices.Clone(s.Faults)
 	out.Faults[i] = f
+	slices.SortStableFunc(out.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return out
 }
 
 // Candidates returns smaller variants of s for greedy delta debugging, larger
 // steps first: keep only the first or the second half of the faults (four or
 // more), drop each fault ([Schedule.Without]), then make each fault milder one
-// parameter at a time (halve its duration, probability, delays, stall, byte
+// parameter at a time (halve its duration, keeping its first or its second
+// half, or halve its probability, delays, stall, byte
 // offset or unsynced percent, or zero its offset or minimum delay). Every
 // candidate validates and is smaller than s: fewer faults, or the same faults
 // with one quantity lower and none higher. Halving stops at thresholds
@@ -93,6 +97,14 @@ func (f Fault) milder() []Fault {
 		vary(func(g *Fault) {
 			g.Duration = half
 			g.Period = min(g.Period, half) // a flap's period must fit in it
+		})
+		// The later half, too: what makes a run fail may happen late in a
+		// long fault (a lost reply the client retries), and halving from
+		// the start alone cannot reach it.
+		vary(func(g *Fault) {
+			g.At += f.Duration - half
+			g.Duration = half
+			g.Period = min(g.Period, half)
 		})
 	}
 	if q := math.Floor(f.Probability*500) / 1000; q > 0 && q < f.Probability {

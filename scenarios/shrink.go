@@ -49,9 +49,8 @@ func checkerOf(rep Report) string {
 // run of opts). It is greedy delta debugging over the saved schedule: try
 // each candidate of faults.Schedule.Candidates (and halving the safety
 // phase), keep the first that still fails, repeat until none does or
-// maxRuns runs are spent. Runs do not always replay bit for bit (see README
-// on determinism), so a candidate that passes by chance is simply not
-// taken; every accepted step did fail.
+// maxRuns runs are spent. Runs replay (see README on determinism), so
+// every accepted step fails again when its schedule is replayed.
 //
 // fresh, if not nil, prepares the options of each run (a planted bug's
 // Mutation is planted afresh for every run).
