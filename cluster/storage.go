@@ -45,6 +45,10 @@ func (s *Stores) Close() error {
 	return errors.Join(errs...)
 }
 
+// snapshotDir is where every storage keeps its snapshot store: under the
+// node's directory, or at the root of its snapshot filesystem.
+const snapshotDir = "snapshots"
+
 // snapshotsRetained is how many completed snapshots a node keeps: the
 // newest plus one, so a snapshot being streamed to a follower is not reaped
 // under it by the next one.
@@ -102,9 +106,9 @@ func openBesideEngine(st *Stores, e engines.Engine, dir string, snapFS vfs.FS, n
 	}
 	st.Logs, st.Stable = monotonicLogs{logs}, logs
 	st.Closers = append(st.Closers, logs.Close)
-	snapDir := PebbleSnapshotDir
+	snapDir := snapshotDir
 	if snapFS == nil {
-		snapFS, snapDir = vfs.Default, filepath.Join(dir, PebbleSnapshotDir)
+		snapFS, snapDir = vfs.Default, filepath.Join(dir, snapshotDir)
 	}
 	snaps, err := snapstore.New(snapFS, snapDir, snapshotsRetained)
 	if err != nil {
@@ -158,7 +162,7 @@ func (s CustomStorage) Open() (*Stores, error) {
 const (
 	PebbleEngineDir   = "engine"
 	PebbleLogDir      = "raft"
-	PebbleSnapshotDir = "snapshots"
+	PebbleSnapshotDir = snapshotDir
 )
 
 // PebbleStorage keeps a node's whole state on one vfs.FS: the Pebble

@@ -68,10 +68,13 @@ func (l *quietLogs) DeleteRange(min, max uint64) error {
 	return l.LogStore.DeleteRange(min, max)
 }
 
-// IsMonotonic passes on what the wrapped store declares: raft drops its
-// whole log after an install only for a monotonic store.
-func (l *quietLogs) IsMonotonic() bool {
-	m, ok := l.LogStore.(raft.MonotonicLogStore)
+func (l *quietLogs) IsMonotonic() bool { return isMonotonic(l.LogStore) }
+
+// isMonotonic reports what a wrapped log store declares, for wrappers to
+// pass on: raft drops its whole log after an install only for a monotonic
+// store, and a wrapper that hid it would send raft down another path.
+func isMonotonic(l raft.LogStore) bool {
+	m, ok := l.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
 }
 

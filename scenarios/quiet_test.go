@@ -68,10 +68,7 @@ func (l *slowLogs) StoreLogs(logs []*raft.Log) error {
 	return l.LogStore.StoreLogs(logs)
 }
 
-func (l *slowLogs) IsMonotonic() bool {
-	m, ok := l.LogStore.(raft.MonotonicLogStore)
-	return ok && m.IsMonotonic()
-}
+func (l *slowLogs) IsMonotonic() bool { return isMonotonic(l.LogStore) }
 
 // slowEngine makes the first left engine writes of one node slow.
 type slowEngine struct {

@@ -96,7 +96,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	schedule := fs.String("schedule", "", "replay the fault schedule saved in `FILE` instead of generating one")
 	fs.StringVar(&c.saveSchedule, "save-schedule", "", "save the run's fault schedule to `FILE` (one seed only)")
 	fs.IntVar(&c.jobs, "jobs", 1, "run seeds in `K` worker processes")
-	fs.DurationVar(&c.seedTimeout, "seed-timeout", 5*time.Minute, "with --jobs, a seed that runs longer than this in wall time is reported as hung and its worker replaced")
+	fs.DurationVar(&c.seedTimeout, "seed-timeout", 5*time.Minute, "a seed that runs longer than this in wall time is reported as hung and its worker process replaced")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per seed on standard output")
 	fs.BoolVar(&c.checkDeterminism, "check-determinism", false, "run each seed twice and fail it if the trace hashes differ")
 	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
