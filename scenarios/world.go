@@ -3,13 +3,10 @@ package scenarios
 import (
 	"bytes"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/raft"
 
 	"github.com/raftsnap/testbed/checkers"
@@ -88,23 +85,6 @@ type World struct {
 	quiet *sim.Quiescer
 }
 
-// Mutation plants a bug into a run, for the canaries that prove the
-// checkers catch bugs: wrappers around a node's stores, its filesystem and
-// the workload's clients. The planted code lives in the wrappers (package
-// canaries), never in production paths. Nil fields change nothing.
-type Mutation struct {
-	Name string
-	// Stores may wrap a node's opened stores (engine, log, snapshots).
-	Stores func(id raft.ServerID, st *cluster.Stores)
-	// GuardSnapshots replaces the guard around the snapshot store
-	// (snapshot.VerifyingStore).
-	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
-	// FS wraps a Pebble node's filesystem.
-	FS func(vfs.FS) vfs.FS
-	// Client wraps each workload client.
-	Client func(c *cluster.Client, w *World) Doer
-}
-
 // Doer is what the workload calls: a cluster.Client or a wrapper around
 // one.
 type Doer interface {
@@ -135,15 +115,9 @@ type slot struct {
 	node *cluster.Node
 	// storage is the state the next start opens.
 	storage cluster.Storage
-	// fs is the Pebble node's crashable filesystem; dir and generation
-	// name the bbolt node's current directory, and snapFS holds its
-	// snapshots (in memory, see cluster.BoltStorage.SnapshotFS).
-	fs         *vfs.MemFS
-	snapFS     *vfs.MemFS
-	disk       *simDisk
-	dir        string
-	generation int
-	removed    bool
+	// disk is what the node keeps across restarts (nodedisk.go).
+	disk    *nodeDisk
+	removed bool
 	// removing is set when a removal was asked for but its outcome is not
 	// known (the leader lost leadership while committing it); joining,
 	// likewise for an addition that did not succeed, with joinAsVoter
@@ -196,33 +170,12 @@ func (w *World) SetEngineFactory(open func(dir string) (engines.Engine, error)) 
 
 // AddNode creates (but does not start) a node with empty state.
 func (w *World) AddNode(id raft.ServerID, engine string) {
-	s := &slot{id: id, engine: engine, installs: map[uint64]int{}}
-	switch engine {
-	case EnginePebble:
-		s.fs = vfs.NewCrashableMem()
-		s.disk = newSimDisk(w.Seed.Child("disk-" + string(id)))
-		s.disk.failStop = func() bool { return w.failStop(id) }
-		s.storage = w.pebbleStorage(s)
-	case EngineBbolt, EngineCustom:
-		s.dir = filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
-		s.snapFS = vfs.NewCrashableMem()
-		s.storage = w.dirStorage(s)
-	default:
-		panic("scenarios: unknown engine " + engine)
-	}
+	s := &slot{id: id, engine: engine, installs: map[uint64]int{}, disk: w.newNodeDisk(id, engine)}
+	s.storage = s.disk.storage()
 	w.mu.Lock()
 	w.nodes[id] = s
 	w.ids = append(w.ids, id)
 	w.mu.Unlock()
-}
-
-// dirStorage is the storage of a bbolt or custom node in its current
-// directory.
-func (w *World) dirStorage(s *slot) cluster.Storage {
-	if s.engine == EngineCustom {
-		return cluster.CustomStorage{Dir: s.dir, OpenEngine: w.newEngine, NoSync: true, SnapshotFS: s.snapFS}
-	}
-	return cluster.BoltStorage{Dir: s.dir, NoSync: true, StagingTxBytes: simStagingTxBytes, SnapshotFS: s.snapFS}
 }
 
 // Start starts node id from its current storage.
@@ -265,18 +218,12 @@ func (w *World) Start(id raft.ServerID) error {
 		Raft:      w.raftConfig,
 		Hooks:     w.hooks(id, inc),
 		Wrap: func(st *cluster.Stores) {
-			if w.mutation != nil && w.mutation.Stores != nil {
-				w.mutation.Stores(id, st)
-			}
-			if w.crashTaps {
-				st.Engine = &tapEngine{Engine: st.Engine, w: w, id: id, inc: inc}
-			}
-			quietStores(w.quiet, st)
+			w.wrapStores(id, inc, st)
 			w.mu.Lock()
 			s.live = st.Engine
 			w.mu.Unlock()
 		},
-		GuardSnapshots: w.tapGuard(id, inc, w.guard()),
+		GuardSnapshots: w.snapshotGuard(id, inc),
 	})
 	if err != nil {
 		if c, ok := tr.(raft.WithClose); ok {
@@ -377,13 +324,6 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 	}
 }
 
-func (w *World) guard() func(raft.SnapshotStore) raft.SnapshotStore {
-	if w.mutation != nil {
-		return w.mutation.GuardSnapshots
-	}
-	return nil
-}
-
 // engineOfRunning returns the engine of the instance of id being started
 // or running. The Restored hook can fire during StartNode (recovery), before
 // the node is registered, so the engine comes from the slot's pending one.
@@ -418,14 +358,11 @@ func (w *World) Crash(id raft.ServerID, powerLoss bool, keepPercent int) error {
 // called from inside the node's own goroutines (a crash in the middle of a
 // snapshot install). What the old instance does from now on reaches neither
 // the other nodes (its endpoint closes first) nor the state the node
-// restarts from: a Pebble node restarts from a CrashClone of its filesystem
-// taken now, a bbolt node from a copy of its directory taken now (a killed
-// process keeps every committed write). With powerLoss, a Pebble node keeps
-// each block of unsynced data only with probability keepPercent, hashed
-// from (seed, node, incarnation, path, block) (powerLossClone): a shared
-// stream would be consumed differently by engines that draw nothing
-// (bbolt), and Pebble's CrashClone draws in random map order. The
-// returned stop shuts the old instance down; it must be called, from a
+// restarts from, which is what its disk holds now (nodeDisk.crash; with
+// powerLoss, unsynced writes are kept with probability keepPercent, hashed
+// from (seed, node, incarnation, path, block): a shared stream would be
+// consumed differently by engines that draw nothing, and Pebble's
+// CrashClone draws in random map order). The returned stop shuts the old instance down; it must be called, from a
 // goroutine other than the node's own, before the world shuts down.
 func (w *World) CrashNow(id raft.ServerID, powerLoss bool, keepPercent int) (stop func() error, err error) {
 	return w.crashNow(id, powerLoss, keepPercent, true)
@@ -455,48 +392,14 @@ func (w *World) crashNow(id raft.ServerID, powerLoss bool, keepPercent int, quie
 	if quiesce {
 		w.quiet.Quiesce()
 	}
-	detail := "process"
-	switch s.engine {
-	case EnginePebble:
-		keep := 100
-		if powerLoss {
-			keep = min(max(keepPercent, 0), 100)
-			detail = fmt.Sprintf("power-loss unsynced-kept=%d%%", keep)
-		}
-		fs, err := powerLossClone(s.fs, keep, crashSeed)
-		if err != nil {
-			return nil, err
-		}
-		s.fs = fs
-		s.disk.setErrorProbability(0)
-		s.disk.setSyncDelay(0, 0)
-		s.storage = w.pebbleStorage(s)
-	case EngineBbolt, EngineCustom:
-		s.generation++
-		dir := filepath.Join(w.tempDir, fmt.Sprintf("%s-%d", id, s.generation))
-		if err := cluster.CopyDir(s.dir, dir); err != nil {
-			return nil, err
-		}
-		s.dir = dir
-		if s.snapFS, err = powerLossClone(s.snapFS, 100, crashSeed); err != nil {
-			return nil, err
-		}
-		s.storage = w.dirStorage(s)
+	detail, err := s.disk.crash(powerLoss, keepPercent, crashSeed)
+	if err != nil {
+		return nil, err
 	}
+	s.storage = s.disk.storage()
 	w.Trace.Record(string(id), "crash", detail)
 	// The old instance stops later; its writes land on state nobody reads.
 	return func() error { return w.stopNode(node) }, nil
-}
-
-// pebbleStorage is a Pebble node's storage on its current filesystem: the
-// crashable memory FS, under the disk fault injector, under the planted
-// bug's wrapper if any.
-func (w *World) pebbleStorage(s *slot) cluster.Storage {
-	var fs vfs.FS = errorfs.Wrap(s.fs, s.disk)
-	if w.mutation != nil && w.mutation.FS != nil {
-		fs = w.mutation.FS(fs)
-	}
-	return cluster.PebbleStorage{FS: fs, InstallFileSize: simInstallFileSize}
 }
 
 // Restart starts a crashed node again.
@@ -630,24 +533,6 @@ func (w *World) incarnationOf(id raft.ServerID) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.nodes[id].incarnation
-}
-
-func (w *World) engineOf(id raft.ServerID) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.nodes[id].engine
-}
-
-// takesPowerLoss reports whether a power loss of node id drops its unsynced
-// writes; otherwise the node gets a process crash instead.
-func (w *World) takesPowerLoss(id raft.ServerID) bool {
-	return !w.commonFaults && w.engineOf(id) == EnginePebble
-}
-
-func (w *World) disk(id raft.ServerID) *simDisk {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.nodes[id].disk
 }
 
 // isVoter reports whether id is a voter in the configuration the leader

@@ -1,0 +1,50 @@
+package scenarios
+
+import (
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsnap/testbed/cluster"
+)
+
+// Mutation plants a bug into a run, for the canaries that prove the
+// checkers catch bugs: wrappers around a node's stores, its filesystem and
+// the workload's clients. The planted code lives in the wrappers (package
+// canaries), never in production paths. Nil fields change nothing.
+type Mutation struct {
+	Name string
+	// Stores may wrap a node's opened stores (engine, log, snapshots).
+	Stores func(id raft.ServerID, st *cluster.Stores)
+	// GuardSnapshots replaces the guard around the snapshot store
+	// (snapshot.VerifyingStore).
+	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
+	// FS wraps a Pebble node's filesystem.
+	FS func(vfs.FS) vfs.FS
+	// Client wraps each workload client.
+	Client func(c *cluster.Client, w *World) Doer
+}
+
+// wrapStores wraps the stores that instance inc of node id opened,
+// innermost first: the planted bug if any, the crash taps when they are
+// on, and the Quiescer's waits (outermost, so that no wrapper's lock is
+// held while waiting).
+func (w *World) wrapStores(id raft.ServerID, inc int, st *cluster.Stores) {
+	if w.mutation != nil && w.mutation.Stores != nil {
+		w.mutation.Stores(id, st)
+	}
+	if w.crashTaps {
+		st.Engine = &tapEngine{Engine: st.Engine, w: w, id: id, inc: inc}
+	}
+	quietStores(w.quiet, st)
+}
+
+// snapshotGuard returns the guard around the snapshot store of instance
+// inc of node id: the planted bug's (nil means snapshot.VerifyingStore),
+// under the crash taps' store when they are on.
+func (w *World) snapshotGuard(id raft.ServerID, inc int) func(raft.SnapshotStore) raft.SnapshotStore {
+	var guard func(raft.SnapshotStore) raft.SnapshotStore
+	if w.mutation != nil {
+		guard = w.mutation.GuardSnapshots
+	}
+	return w.tapGuard(id, inc, guard)
+}
