@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/raftsnap/testbed/scenarios"
+)
+
+// runWorkers splits the seeds across c.jobs child processes of this binary
+// and merges their JSON reports.
+func runWorkers(c config, args []string, out *reporter) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(out.stderr, "simrun: finding own executable: %v\n", err)
+		return 2
+	}
+	base := stripFlags(args, "seed", "seeds", "shard", "jobs", "json", "worker")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := make([]int, c.jobs)
+	for j := range c.jobs {
+		var mine []uint64
+		for k, s := range c.seeds {
+			if k%c.jobs == j {
+				mine = append(mine, s)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[j] = runWorker(c, exe, base, mine, out, &mu)
+		}()
+	}
+	wg.Wait()
+	out.finish()
+	worst := 0
+	for _, code := range codes {
+		worst = max(worst, code)
+	}
+	if out.failed > 0 {
+		worst = max(worst, 1)
+	}
+	return worst
+}
+
+// runWorker runs seeds in a worker process and reports each. A worker can
+// die in the middle of a seed: a dependency that panics on one of its own
+// goroutines (hashicorp/raft does, see README) takes the whole process
+// with it. The seed it was running is then reported as failed, with the
+// panic, and a new worker takes the rest.
+func runWorker(c config, exe string, base []string, seeds []uint64, out *reporter, mu *sync.Mutex) int {
+	code := 0
+	for len(seeds) > 0 {
+		list := make([]string, len(seeds))
+		for i, s := range seeds {
+			list[i] = strconv.FormatUint(s, 10)
+		}
+		cmd := exec.Command(exe, append(append([]string{}, base...), "--json", "--worker", "--seed-list="+strings.Join(list, ","))...)
+		tail := &tailWriter{w: out.stderr}
+		cmd.Stderr = tail
+		pipe, err := cmd.StdoutPipe()
+		if err != nil {
+			fmt.Fprintf(out.stderr, "simrun: %v\n", err)
+			return 2
+		}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintf(out.stderr, "simrun: starting worker: %v\n", err)
+			return 2
+		}
+		done := map[uint64]bool{}
+		lines := make(chan []byte)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(pipe)
+			sc.Buffer(make([]byte, 1<<20), 64<<20)
+			for sc.Scan() {
+				lines <- bytes.Clone(sc.Bytes())
+			}
+		}()
+		// A seed that reports nothing for seedTimeout of wall time is hung
+		// (a run that stopped advancing virtual time): dump the worker's
+		// goroutines (SIGQUIT) and report the seed like a crash.
+		hung := false
+		watchdog := time.NewTimer(c.seedTimeout)
+	read:
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					break read
+				}
+				var rep scenarios.Report
+				if err := json.Unmarshal(line, &rep); err != nil {
+					continue
+				}
+				done[rep.Seed] = true
+				mu.Lock()
+				out.report(rep)
+				mu.Unlock()
+				watchdog.Reset(c.seedTimeout)
+			case <-watchdog.C:
+				hung = true
+				_ = cmd.Process.Signal(syscall.SIGQUIT)
+				for range lines {
+				}
+				break read
+			}
+		}
+		watchdog.Stop()
+		err = cmd.Wait()
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit) && exit.ExitCode() == 1:
+			code = max(code, 1)
+		case err != nil:
+			code = max(code, 1)
+		}
+		var rest []uint64
+		for _, s := range seeds {
+			if !done[s] {
+				rest = append(rest, s)
+			}
+		}
+		if !hung && (err == nil || len(rest) == 0 || exit != nil && exit.ExitCode() == 1) {
+			return code
+		}
+		// The worker died running rest[0].
+		why := "the simulation process crashed running this seed: " + tail.panicLine()
+		if hung {
+			why = fmt.Sprintf("the run hung: no report for %v of wall time (goroutines dumped above)", c.seedTimeout)
+		}
+		mu.Lock()
+		out.report(scenarios.Report{Seed: rest[0], Scenario: c.opts.Scenario, Engine: c.opts.Engine, Repro: repro(c, rest[0]),
+			Violations: []string{why}})
+		mu.Unlock()
+		seeds = rest[1:]
+	}
+	return code
+}
+
+// tailWriter passes a worker's stderr through and remembers its panic line.
+type tailWriter struct {
+	w     io.Writer
+	mu    sync.Mutex
+	panic string
+	buf   []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.buf = append(t.buf, p...)
+	for {
+		i := bytes.IndexByte(t.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(t.buf[:i])
+		t.buf = t.buf[i+1:]
+		if strings.HasPrefix(line, "panic: ") && t.panic == "" {
+			t.panic = line
+		}
+	}
+	t.mu.Unlock()
+	return t.w.Write(p)
+}
+
+func (t *tailWriter) panicLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.panic == "" {
+		return "no panic message"
+	}
+	return t.panic
+}
+
+// stripFlags removes the named flags (both -f=v and -f v forms for
+// non-boolean ones) from args.
+func stripFlags(args []string, names ...string) []string {
+	drop := map[string]bool{}
+	for _, n := range names {
+		drop[n] = true
+	}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		name, _, hasValue := strings.Cut(a, "=")
+		if strings.HasPrefix(args[i], "-") && drop[name] {
+			if !hasValue && name != "json" && name != "worker" && i+1 < len(args) {
+				i++
+			}
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
