@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 5x
 
-.PHONY: test vet fmt-check fuzz bench soak ci
+.PHONY: test vet fmt-check fuzz bench soak ci cover
 
 test:
 	$(GO) test ./...
@@ -41,3 +41,21 @@ soak:
 
 ci:
 	bash .ci/run
+
+# Coverage of the code under test (hashicorp/raft, cluster/..., snapshot/...)
+# over the CI sweep: every scenario on each engine, seeds COVER_SEEDS, known
+# upstream seeds excluded; each run's coverage in COVERDIR/runs, then the
+# table of snapshot-path functions, their first-reaching seeds and the
+# totals (simrun --cover-report). The main package must be in -coverpkg,
+# or a cover-built binary writes no coverage at all.
+COVERDIR    ?= cover
+COVER_SEEDS ?= 1..40
+COVERPKG     = github.com/hashicorp/raft,./cluster/...,./snapshot/...,./cmd/simrun
+
+cover:
+	$(GO) build -cover -covermode=atomic -coverpkg=$(COVERPKG) -o bin/simrun-cover ./cmd/simrun
+	rm -rf $(COVERDIR)
+	set -e; for s in $(SCENARIOS); do for e in pebble bbolt; do \
+		GOCOVERDIR=$(COVERDIR)/process bin/simrun-cover --scenario=$$s --engine=$$e --seeds=$(COVER_SEEDS) --jobs=$(JOBS) --exclude-known --cover=$(COVERDIR)/ >/dev/null; \
+	done; done
+	bin/simrun-cover --cover-report=$(COVERDIR)

@@ -29,6 +29,12 @@ func runHere(c config, out *reporter) int {
 				rep.OK = false
 				rep.Violations = append(rep.Violations, "the simulation itself failed: a goroutine leaked or the bubble deadlocked")
 			}
+			if c.coverDir != "" {
+				if err := recordCoverage(c.coverDir, rep); err != nil {
+					rep.Violations = append(rep.Violations, "recording coverage: "+err.Error())
+					rep.OK = false
+				}
+			}
 			if !rep.OK {
 				code = 1
 			}
@@ -42,6 +48,9 @@ func runHere(c config, out *reporter) int {
 		out.finish()
 		if c.bug != nil {
 			code = huntSummary(c, out, caught)
+		}
+		if c.coverDir != "" && !c.worker {
+			code = max(code, coverReport(c.coverDir, out.stdout, out.stderr, c.json))
 		}
 		os.Exit(code)
 	}

@@ -60,6 +60,8 @@ type config struct {
 	seedTimeout      time.Duration
 	durationSet      bool
 	nodesSet         bool
+	coverDir         string
+	coverReport      string
 }
 
 // usageError is a bad flag or input: exit status 2.
@@ -97,6 +99,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.differential, "differential", false, "run each seed on bbolt and on Pebble and fail it if the engine-neutral traces or final states differ")
 	fs.BoolVar(&c.excludeKnown, "exclude-known", false, "skip seeds that fail because of known bugs in dependencies (listed in README)")
 	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker of --jobs")
+	fs.StringVar(&c.coverDir, "cover", "", "record the Go coverage of each run in `DIR`/runs (needs a simrun built by make cover) and print the coverage table of every run in DIR")
+	fs.StringVar(&c.coverReport, "cover-report", "", "print the coverage table of the runs recorded in `DIR` and exit")
 	seedList := fs.String("seed-list", "", "run these comma-separated seeds (overrides --seed and --seeds)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: simrun [flags]\n\nRuns deterministic simulations of hashicorp/raft clusters and judges each run.\nExit status: 0 all seeds passed, 1 a seed failed, 2 bad usage.\n\nFlags:\n")
@@ -117,8 +121,13 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		c.scenarioSet = c.scenarioSet || f.Name == "scenario"
 		c.engineSet = c.engineSet || f.Name == "engine"
 	})
-	if c.listScenarios || c.listBugs {
+	if c.listScenarios || c.listBugs || c.coverReport != "" {
 		return c, nil
+	}
+	if c.coverDir != "" {
+		if err := checkCoverBinary(); err != nil {
+			return c, err
+		}
 	}
 	if *bugName != "" {
 		b, ok := canaries.Lookup(*bugName)
@@ -220,6 +229,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%-18s %s\n", s.Name, s.Description)
 		}
 		return 0
+	}
+	if c.coverReport != "" {
+		return coverReport(c.coverReport, stdout, stderr, c.json)
 	}
 	if c.listBugs {
 		for _, b := range canaries.All() {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ func runWorkers(c config, args []string, out *reporter) int {
 	wg.Wait()
 	out.finish()
 	worst := 0
+	if c.coverDir != "" {
+		worst = coverReport(c.coverDir, out.stdout, out.stderr, c.json)
+	}
 	for _, code := range codes {
 		worst = max(worst, code)
 	}
@@ -71,6 +75,15 @@ func runWorker(c config, exe string, base []string, seeds []uint64, out *reporte
 			list[i] = strconv.FormatUint(s, 10)
 		}
 		cmd := exec.Command(exe, append(append([]string{}, base...), "--json", "--worker", "--seed-list="+strings.Join(list, ","))...)
+		if c.coverDir != "" {
+			// The runtime writes what a worker ran after its last seed
+			// (nothing of a seed) at exit; it wants a place for it.
+			cmd.Env = append(os.Environ(), "GOCOVERDIR="+filepath.Join(c.coverDir, "process"))
+			if err := os.MkdirAll(filepath.Join(c.coverDir, "process"), 0o755); err != nil {
+				fmt.Fprintf(out.stderr, "simrun: %v\n", err)
+				return 2
+			}
+		}
 		tail := &tailWriter{w: out.stderr}
 		cmd.Stderr = tail
 		pipe, err := cmd.StdoutPipe()
