@@ -59,11 +59,13 @@ const (
 	// KindPause stops the target sending and receiving for Duration; its
 	// goroutines keep running, as a stopped process looks from outside.
 	KindPause Kind = "pause"
-	// KindDiskError makes each I/O operation of the target's disk fail with
-	// Probability for Duration (Pebble nodes; may stop the node).
+	// KindDiskError makes each I/O operation of the target's simulated disk
+	// fail with Probability for Duration (a Pebble node's whole disk, a
+	// bbolt or custom node's snapshot store; in the snapshot store a failed
+	// write may be a full disk, and reads fail too). It may stop the node.
 	KindDiskError Kind = "disk-error"
-	// KindSlowDisk makes each sync of the target's disk take a latency drawn
-	// from [DelayMin, DelayMax] for Duration (Pebble nodes).
+	// KindSlowDisk makes each sync of the target's simulated disk take a
+	// latency drawn from [DelayMin, DelayMax] for Duration.
 	KindSlowDisk Kind = "slow-disk"
 )
 

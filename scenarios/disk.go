@@ -1,26 +1,32 @@
 package scenarios
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/sim"
 )
 
-// simDisk is the fault injector of one Pebble node's filesystem
-// (vfs/errorfs): while a disk-error fault is on, each write operation
-// fails with errorfs.ErrInjected with the fault's probability (see
-// failStop for the raft log store); while a slow-disk fault is on, each
-// sync (Sync, SyncData, SyncTo: Pebble's WAL uses SyncData) first waits a
-// virtual delay. Choices are hashed from (seed, path, per-path counter of
-// writes and syncs) so that they do not depend on the order in which
-// Pebble's goroutines reach the disk.
+// simDisk is the fault injector of one node's memory filesystems (a
+// Pebble node's whole state, a bbolt or custom node's snapshot store) as
+// vfs/errorfs sees them: while a disk-error fault is on, each write
+// operation fails with the fault's probability (see failStop for the files
+// Pebble owns), and in the snapshot store half of those failures are a full
+// disk (ENOSPC) and reads of a stored snapshot fail too (snapshotReads);
+// while a slow-disk fault is on, each sync (Sync, SyncData, SyncTo:
+// Pebble's WAL uses SyncData) first waits a virtual delay. Write and sync
+// choices are hashed from (seed, path, per-path counter of writes and
+// syncs) so that they do not depend on the order in which Pebble's
+// goroutines reach the disk; read choices from (seed, path, offset).
 type simDisk struct {
 	seed      sim.Seed
 	errorBits atomic.Uint64 // math.Float64bits of the error probability
@@ -30,6 +36,10 @@ type simDisk struct {
 	// delayed, for the trace.
 	injected atomic.Int64
 	delayed  atomic.Int64
+	// full and reads count, among the injected errors, the ENOSPC
+	// failures and the failed reads.
+	full  atomic.Int64
+	reads atomic.Int64
 
 	mu     sync.Mutex
 	counts map[string]uint64
@@ -87,6 +97,10 @@ func (d *simDisk) MaybeError(op errorfs.Op) error {
 	if p > 0 && op.Kind.ReadOrWrite() == errorfs.OpIsWrite && float64(h>>11)/(1<<53) < p {
 		if handledByUs(op.Path) {
 			d.injected.Add(1)
+			if inDir(op.Path, cluster.PebbleSnapshotDir) && op.Kind != errorfs.OpFileClose && h&(1<<10) != 0 {
+				d.full.Add(1)
+				return errDiskFull
+			}
 			return errorfs.ErrInjected
 		}
 		if d.failStop != nil && d.failStop() {
@@ -95,6 +109,66 @@ func (d *simDisk) MaybeError(op errorfs.Op) error {
 		return nil
 	}
 	return nil
+}
+
+// errDiskFull is the injected out-of-space error: a write into the
+// snapshot store (Persist, or an InstallSnapshot body being received)
+// that finds the disk full.
+var errDiskFull = fmt.Errorf("%w: %w", errorfs.ErrInjected, syscall.ENOSPC)
+
+// readError returns the error a read at off of the snapshot store's file
+// path meets, if any. It is keyed by the offset, not by a counter, because
+// several goroutines may read one stored snapshot at once (streams to two
+// followers) in an order of their own: each sees the same disk.
+func (d *simDisk) readError(path string, off int64) error {
+	p := math.Float64frombits(d.errorBits.Load())
+	if p == 0 || float64(d.seed.Hash(fnv(path), uint64(off), uint64(errorfs.OpFileRead))>>11)/(1<<53) >= p {
+		return nil
+	}
+	d.injected.Add(1)
+	d.reads.Add(1)
+	return errorfs.ErrInjected
+}
+
+// snapshotReads wraps fs so that reads of files in the snapshot store may
+// fail while a disk-error fault is on (simDisk.readError). errorfs cannot
+// do it: it knows no offset for sequential reads.
+func snapshotReads(fs vfs.FS, d *simDisk) vfs.FS { return readFaultFS{FS: fs, d: d} }
+
+type readFaultFS struct {
+	vfs.FS
+	d *simDisk
+}
+
+func (fs readFaultFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	if err != nil || !inDir(name, cluster.PebbleSnapshotDir) {
+		return f, err
+	}
+	return &readFaultFile{File: f, d: fs.d, path: name}, nil
+}
+
+type readFaultFile struct {
+	vfs.File
+	d    *simDisk
+	path string
+	off  int64
+}
+
+func (f *readFaultFile) Read(p []byte) (int, error) {
+	if err := f.d.readError(f.path, f.off); err != nil {
+		return 0, err
+	}
+	n, err := f.File.Read(p)
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *readFaultFile) ReadAt(p []byte, off int64) (int, error) {
+	if err := f.d.readError(f.path, off); err != nil {
+		return 0, err
+	}
+	return f.File.ReadAt(p, off)
 }
 
 // handledByUs reports whether a write error on path reaches code of ours

@@ -303,16 +303,15 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 			return nil, fmt.Errorf("disk faults are left out when engines are compared")
 		}
 		disk := w.disk(id)
-		if disk == nil {
-			return nil, fmt.Errorf("%s is a bbolt node: no virtual disk", id)
-		}
 		if f.Kind == faults.KindDiskError {
 			before, inc := disk.injected.Load(), w.incarnationOf(id)
+			full, reads := disk.full.Load(), disk.reads.Load()
 			disk.setErrorProbability(f.Probability)
 			return func() {
 				disk.setErrorProbability(0)
 				injected := disk.injected.Load() - before
-				w.Trace.Record(string(id), "disk-errors", fmt.Sprintf("injected=%d", injected))
+				w.Trace.Record(string(id), "disk-errors", fmt.Sprintf("injected=%d enospc=%d reads=%d",
+					injected, disk.full.Load()-full, disk.reads.Load()-reads))
 				// A write error in a file Pebble owns fail-stops the
 				// node at once (simDisk.failStop). The others (snapshot
 				// store, install staging) are handled where they

@@ -32,9 +32,10 @@ type nodeDisk struct {
 	w      *World
 	id     raft.ServerID
 	engine string
-	// fs is a Pebble node's whole state, a crashable memory filesystem
-	// under the fault injector faults.
-	fs     *vfs.MemFS
+	// fs is a Pebble node's whole state, a crashable memory filesystem.
+	fs *vfs.MemFS
+	// faults injects disk faults into the memory filesystem: a Pebble
+	// node's fs, a bbolt or custom node's snapFS.
 	faults *simDisk
 	// dir and generation name a bbolt or custom node's current directory
 	// (a crash copies it to the next generation), and snapFS holds its
@@ -46,11 +47,10 @@ type nodeDisk struct {
 
 // newNodeDisk creates the empty disk of node id running engine.
 func (w *World) newNodeDisk(id raft.ServerID, engine string) *nodeDisk {
-	d := &nodeDisk{w: w, id: id, engine: engine}
+	d := &nodeDisk{w: w, id: id, engine: engine, faults: newSimDisk(w.Seed.Child("disk-" + string(id)))}
 	switch engine {
 	case EnginePebble:
 		d.fs = vfs.NewCrashableMem()
-		d.faults = newSimDisk(w.Seed.Child("disk-" + string(id)))
 		d.faults.failStop = func() bool { return w.failStop(id) }
 	case EngineBbolt, EngineCustom:
 		d.dir = d.dirOf(d.generation)
@@ -67,28 +67,34 @@ func (d *nodeDisk) dirOf(generation int) string {
 
 // storage is the state the node's next start opens. A Pebble node's is its
 // crashable memory FS, under the disk fault injector, under the planted
-// bug's wrapper if any; a bbolt or custom node's is its current directory.
+// bug's wrapper if any; a bbolt or custom node's is its current directory
+// and its snapshot FS under the disk fault injector.
 func (d *nodeDisk) storage() cluster.Storage {
 	switch d.engine {
 	case EnginePebble:
-		var fs vfs.FS = errorfs.Wrap(d.fs, d.faults)
+		fs := d.underFaults(d.fs)
 		if m := d.w.mutation; m != nil && m.FS != nil {
 			fs = m.FS(fs)
 		}
 		return cluster.PebbleStorage{FS: fs, InstallFileSize: simInstallFileSize}
 	case EngineCustom:
-		return cluster.CustomStorage{Dir: d.dir, OpenEngine: d.w.newEngine, NoSync: true, SnapshotFS: d.snapFS}
+		return cluster.CustomStorage{Dir: d.dir, OpenEngine: d.w.newEngine, NoSync: true, SnapshotFS: d.underFaults(d.snapFS)}
 	default:
-		return cluster.BoltStorage{Dir: d.dir, NoSync: true, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.snapFS}
+		return cluster.BoltStorage{Dir: d.dir, NoSync: true, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.underFaults(d.snapFS)}
 	}
+}
+
+// underFaults puts a memory filesystem of the node under its disk faults.
+func (d *nodeDisk) underFaults(fs *vfs.MemFS) vfs.FS {
+	return snapshotReads(errorfs.Wrap(fs, d.faults), d.faults)
 }
 
 // crash replaces the disk with what a crash at this instant leaves of it,
 // drawing from crashSeed, and returns how to trace it. A Pebble node keeps
 // its synced state and, with powerLoss, each block of unsynced data with
-// probability keepPercent (powerLossClone), all of it otherwise; its disk
-// faults end. A bbolt or custom node keeps a copy of its directory (a
-// killed process keeps every committed write) and its snapshots.
+// probability keepPercent (powerLossClone), all of it otherwise. A bbolt or
+// custom node keeps a copy of its directory (a killed process keeps every
+// committed write) and its snapshots. Either way its disk faults end.
 func (d *nodeDisk) crash(powerLoss bool, keepPercent int, crashSeed sim.Seed) (detail string, err error) {
 	detail = "process"
 	switch d.engine {
@@ -103,8 +109,6 @@ func (d *nodeDisk) crash(powerLoss bool, keepPercent int, crashSeed sim.Seed) (d
 			return "", err
 		}
 		d.fs = fs
-		d.faults.setErrorProbability(0)
-		d.faults.setSyncDelay(0, 0)
 	case EngineBbolt, EngineCustom:
 		d.generation++
 		dir := d.dirOf(d.generation)
@@ -116,6 +120,9 @@ func (d *nodeDisk) crash(powerLoss bool, keepPercent int, crashSeed sim.Seed) (d
 			return "", err
 		}
 	}
+	// A disk fault ends with the instance that met it.
+	d.faults.setErrorProbability(0)
+	d.faults.setSyncDelay(0, 0)
 	return detail, nil
 }
 
@@ -127,7 +134,7 @@ func (w *World) takesPowerLoss(id raft.ServerID) bool {
 	return !w.commonFaults && w.nodes[id].disk.takesPowerLoss()
 }
 
-// disk returns the disk fault injector of node id, nil if it has none.
+// disk returns the disk fault injector of node id.
 func (w *World) disk(id raft.ServerID) *simDisk {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -138,5 +145,5 @@ func (w *World) disk(id raft.ServerID) *simDisk {
 // writes; otherwise it gets a process crash instead.
 func (d *nodeDisk) takesPowerLoss() bool { return d.engine == EnginePebble }
 
-// injector is the disk fault injector of the node, nil if it has none.
+// injector is the disk fault injector of the node.
 func (d *nodeDisk) injector() *simDisk { return d.faults }

@@ -1,0 +1,49 @@
+package scenarios
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/raftsnap/testbed/faults"
+)
+
+// The snapshot store of a bbolt node is under the same disk faults as a
+// Pebble node's whole disk: write and sync errors, a full disk (ENOSPC)
+// while a snapshot is persisted or received, failed reads of a stored
+// snapshot. The node refuses what failed, comes back, and the run
+// converges.
+func TestBboltSnapshotStoreTakesDiskErrors(t *testing.T) {
+	defer hangWatchdog(t, "bbolt disk-error")()
+	var injected, full, reads, persistFull int
+	for seed := uint64(1); seed <= 3; seed++ {
+		// n1 is down while the log is compacted past it, and catches up
+		// through a snapshot that it receives and the leader reads under
+		// disk errors; then the same with n2.
+		s := faults.Schedule{Nodes: 5, Duration: 40 * time.Second, Faults: []faults.Fault{
+			{At: 2 * time.Second, Duration: 8 * time.Second, Kind: faults.KindCrash, Target: faults.Target{Role: faults.RoleNode, Node: 1}},
+			{At: 10 * time.Second, Duration: 8 * time.Second, Kind: faults.KindDiskError, Target: faults.Target{Role: faults.RoleNode, Node: 1}, Probability: 0.2},
+			{At: 18 * time.Second, Duration: 8 * time.Second, Kind: faults.KindCrash, Target: faults.Target{Role: faults.RoleNode, Node: 2}},
+			{At: 26 * time.Second, Duration: 12 * time.Second, Kind: faults.KindDiskError, Target: leaderTarget, Probability: 0.2},
+		}}
+		rep, err := Run(t, Options{Seed: seed, Scenario: "snapshot-install", Engine: EngineBbolt, Schedule: &s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		requirePass(t, seed, rep)
+		for _, e := range rep.Events {
+			if e.Kind == "disk-errors" {
+				var i, f, r int
+				if _, err := fmt.Sscanf(e.Detail, "injected=%d enospc=%d reads=%d", &i, &f, &r); err != nil {
+					t.Fatalf("seed %d: %q: %v", seed, e.Detail, err)
+				}
+				injected, full, reads = injected+i, full+f, reads+r
+			}
+		}
+		persistFull += traceHas(rep.Events, "snapshot-persist", "no space left on device")
+	}
+	if injected == full+reads || full == 0 || reads == 0 || persistFull == 0 {
+		t.Fatalf("over seeds 1..3: %d errors injected, %d of them ENOSPC (%d reached Persist), %d failed reads; want some of each",
+			injected, full, persistFull, reads)
+	}
+}
