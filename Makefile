@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 5x
 
-.PHONY: test vet fmt-check fuzz bench soak ci cover
+.PHONY: test vet fmt-check fuzz bench soak ci cover timeline-screenshot
 
 test:
 	$(GO) test ./...
@@ -59,3 +59,9 @@ cover:
 		GOCOVERDIR=$(COVERDIR)/process bin/simrun-cover --scenario=$$s --engine=$$e --seeds=$(COVER_SEEDS) --jobs=$(JOBS) --exclude-known --cover=$(COVERDIR)/ >/dev/null; \
 	done; done
 	bin/simrun-cover --cover-report=$(COVERDIR)
+
+# README's picture: the timeline of a real failing seed (the canary
+# install-keeps-stale-keys, seed 1) as headless Chromium draws it in the
+# seed's HTML report. Needs chromium on PATH.
+timeline-screenshot:
+	SIMRUN_REQUIRE_BROWSER=1 SIMRUN_SCREENSHOT=$(CURDIR)/docs/timeline.png $(GO) test -count=1 -run '^TestSeedReportRendersInABrowser$$' ./cmd/simrun

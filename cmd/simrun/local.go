@@ -104,6 +104,10 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	}
 	rep.Repro = repro(c, seed)
 	rep.OK = len(rep.Violations) == 0
+	if err := writeArtifacts(c, opts, rep); err != nil {
+		rep.Violations = append(rep.Violations, err.Error())
+		rep.OK = false
+	}
 	if c.shrink && !rep.OK && !c.differential {
 		shrinkSeed(t, c, opts, rep)
 	}

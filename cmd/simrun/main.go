@@ -62,6 +62,7 @@ type config struct {
 	nodesSet         bool
 	coverDir         string
 	coverReport      string
+	timelinePath     string
 }
 
 // usageError is a bad flag or input: exit status 2.
@@ -82,8 +83,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.opts.Engine, "engine", "pebble", "engine of every node: bbolt, pebble or mixed")
 	fs.IntVar(&c.opts.Nodes, "nodes", 0, "initial cluster size (default: the scenario's)")
 	fs.DurationVar(&c.opts.Duration, "duration", 0, "virtual length of the safety phase (default: the scenario's)")
-	fs.StringVar(&c.outDir, "out", "", "write each failing seed's artifacts (porcupine's HTML visualization of a non-linearizable history) into `DIR`/<scenario>-<engine>-seed-<N>")
+	fs.StringVar(&c.outDir, "out", "", "write each failing seed's artifacts into `DIR`/<scenario>-<engine>-seed-<N>: report.html (violations, fault schedule, timeline, repro and shrink commands; opens offline), timeline.json, and porcupine's visualization of a non-linearizable history")
 	fs.StringVar(&c.opts.TracePath, "trace", "", "write the run's trace to `FILE` as JSON lines (one seed only)")
+	fs.StringVar(&c.timelinePath, "timeline", "", "write the run's timeline to `FILE` in the Chrome trace-event format (open it in ui.perfetto.dev or chrome://tracing; one seed only)")
 	schedule := fs.String("schedule", "", "replay the fault schedule saved in `FILE` instead of generating one")
 	fs.StringVar(&c.saveSchedule, "save-schedule", "", "save the run's fault schedule to `FILE` (one seed only)")
 	fs.IntVar(&c.jobs, "jobs", 1, "run seeds in `K` worker processes")
@@ -195,8 +197,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if c.jobs < 1 {
 		return c, usagef("--jobs=%d: need at least 1", c.jobs)
 	}
-	if len(c.seeds) != 1 && (c.opts.TracePath != "" || c.saveSchedule != "") {
-		return c, usagef("--trace and --save-schedule take one seed, not %d", len(c.seeds))
+	if len(c.seeds) != 1 && (c.opts.TracePath != "" || c.saveSchedule != "" || c.timelinePath != "") {
+		return c, usagef("--trace, --timeline and --save-schedule take one seed, not %d", len(c.seeds))
 	}
 	if *schedule != "" {
 		s, err := faults.Load(*schedule)
