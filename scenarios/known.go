@@ -1,121 +1,286 @@
 package scenarios
 
 import (
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/raftsnap/testbed/sim"
 )
 
-// KnownIssue is a seed that fails because of a bug in a dependency, not in
-// the testbed. Each stays a named regression case (see known_test.go): the
-// checkers must keep catching it. Clean sweeps leave these seeds out by
-// name (simrun --exclude-known); no checker is weakened for them.
-type KnownIssue struct {
-	Scenario string
-	Seed     uint64
-	// Engine is the engine the failure was seen on.
-	Engine string
-	// Issue names the upstream bug and says what the run shows.
-	Issue string
-}
+// Known upstream bugs are recognised by what a failing run leaves behind,
+// never by its seed: a change that moves one instant re-numbers every
+// failing seed, while a bug's fingerprint (its trace, its violations, its
+// panic) stays. Classify names the bug a run hit; Fingerprints lists them.
+// A run is labelled only when the bug explains every violation it
+// reported, so a new failure in the same run still stands out.
 
-// raftSnapshotIndex and raftSnapshotPanic are the two faces of the one
-// upstream bug the sweeps hit: hashicorp/raft v1.8.0 does not implement
-// rules 6-7 of the paper's Figure 13 for InstallSnapshot (issue #697, open;
-// PR #704 only covers an entry present at the snapshot's index with another
-// term). RaftSnapshotHole checks the livelock's fingerprint.
+// Names of the known upstream bugs, as they appear in a report's "known".
 const (
-	raftSnapshotIndex = "hashicorp/raft v1.8.0, issue #697 (livelock): after an InstallSnapshot whose last index S " +
-		"lies beyond the follower's log, the first AppendEntries is accepted (S is the follower's last index then) " +
-		"but its reply is lost or late; the retry, with PrevLogEntry = S, is rejected because appendEntries looks S " +
-		"up in the log, where it never was, instead of taking the snapshot's term (the code path of issue #205, " +
-		"closed unfixed), and InstallSnapshot keeps the entries past S. The leader walks nextIndex back and sends " +
-		"the same snapshot forever: a livelock until it takes a newer snapshot, which an idle cluster never does"
-	raftSnapshotPanic = "hashicorp/raft v1.8.0, issue #697 (panic, the MonotonicLogStore face described in its " +
-		"comments): the same follower, sent the snapshot again, has its whole log deleted by removeOldLogs, " +
-		"entries past S included, while raft's cached last index stays where it was and lastApplied goes back to " +
-		"S; a new leader's AppendEntries matches the stale last index, and the next commit makes processLogs read " +
-		"entry S+1: panic \"log not found\" on raft's goroutine, which ends the whole simulator process"
+	// RaftSnapshotLivelock is hashicorp/raft issue #697, livelock face.
+	RaftSnapshotLivelock = "hashicorp/raft#697"
+	// RaftLogNotFoundPanic is hashicorp/raft issue #697, panic face.
+	RaftLogNotFoundPanic = "hashicorp/raft#697/panic"
+	// RaftFutureLeak is hashicorp/raft issue #498.
+	RaftFutureLeak = "hashicorp/raft#498"
 )
 
-// raftFutureLeak: raft hands committed entries with their futures to the
-// state machine goroutine through a buffered channel (raft.go:1306, 128
-// deep) and that goroutine returns on shutdown without answering what is
-// still buffered (fsm.go:260); Apply, Barrier and configuration-change
-// futures have no shutdown channel, so a caller waiting on one waits
-// forever. cluster.Node.Await answers them when the node shuts down and the
-// run reports them.
-const raftFutureLeak = "hashicorp/raft v1.8.0: a future whose entry is still queued for the state machine " +
-	"when the node shuts down is never answered, so its caller would wait forever (the run reports " +
-	"\"raft left N futures unanswered\")"
-
-// KnownIssues lists the failing seeds of one sweep of seeds 1..500 of every
-// scenario on each engine (runs replay, so one sweep finds them all; on
-// bbolt and Pebble the same seeds fail, except in swarm, whose disk faults
-// only Pebble nodes take), taken after store calls began to wait for the
-// rest of the bubble before touching the disk (sim.Quiescer), which moved
-// some same-instant orderings and so some of the seeds. Each was re-run and
-// its trace showed the fingerprint (RaftSnapshotHole), or the process died
-// of raft's "log not found" panic, or the run reported raft's future leak.
-// Engine is where it failed; "both" means on bbolt and Pebble.
-var KnownIssues = []KnownIssue{
-	{Scenario: "snapshot-install", Seed: 74, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-install", Seed: 120, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-install", Seed: 429, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-crash", Seed: 109, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-crash", Seed: 164, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-crash", Seed: 242, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-crash", Seed: 274, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "snapshot-crash", Seed: 471, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "partition-heal", Seed: 8, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "partition-heal", Seed: 100, Engine: "both", Issue: raftSnapshotPanic},
-	{Scenario: "partition-heal", Seed: 106, Engine: "both", Issue: raftSnapshotPanic},
-	{Scenario: "partition-heal", Seed: 119, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "partition-heal", Seed: 321, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "partition-heal", Seed: 325, Engine: "both", Issue: raftSnapshotPanic},
-	{Scenario: "partition-heal", Seed: 500, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "membership", Seed: 1, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "membership", Seed: 4, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "membership", Seed: 143, Engine: "both", Issue: raftSnapshotPanic},
-	{Scenario: "membership", Seed: 168, Engine: "both", Issue: raftSnapshotPanic},
-	{Scenario: "membership", Seed: 351, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "mixed-engines", Seed: 363, Engine: EngineMixed, Issue: raftSnapshotIndex},
-	{Scenario: "mixed-engines", Seed: 492, Engine: EngineMixed, Issue: raftSnapshotIndex},
-	{Scenario: "swarm", Seed: 100, Engine: "both", Issue: raftSnapshotIndex},
-	{Scenario: "swarm", Seed: 202, Engine: EngineBbolt, Issue: raftSnapshotIndex},
-	{Scenario: "swarm", Seed: 353, Engine: EngineBbolt, Issue: raftSnapshotIndex},
-	{Scenario: "swarm", Seed: 355, Engine: EnginePebble, Issue: raftFutureLeak},
-	{Scenario: "swarm", Seed: 374, Engine: EnginePebble, Issue: raftSnapshotIndex},
-	{Scenario: "swarm", Seed: 442, Engine: EnginePebble, Issue: raftFutureLeak},
+// Evidence is what a failing run left behind for triage.
+type Evidence struct {
+	// Violations are the run's violations, as reported.
+	Violations []string
+	// Events is the run's trace; nil when the process running it died.
+	Events []sim.Event
+	// Panic is the panic message and stack of a process that died running
+	// the run ("panic: ..." and the lines after it); empty otherwise.
+	Panic string
 }
 
-// Known returns the known issue of a scenario's seed, if any. A seed is
-// excluded on every engine: --differential runs a seed on both.
-func Known(scenario string, seed uint64) (KnownIssue, bool) {
-	for _, k := range KnownIssues {
-		if k.Scenario == scenario && k.Seed == seed {
-			return k, true
+// Fingerprint recognises one known upstream bug.
+type Fingerprint struct {
+	// Name is the bug's name, e.g. "hashicorp/raft#697".
+	Name string
+	// Description says what the bug is and what a run shows.
+	Description string
+	// Match reports whether the evidence shows the bug and the bug
+	// explains every violation in it.
+	Match func(Evidence) bool
+}
+
+// Fingerprints are the known upstream bugs, the ones found by this testbed
+// (README, Known upstream bugs).
+var Fingerprints = []Fingerprint{
+	{
+		Name: RaftSnapshotLivelock,
+		Description: "hashicorp/raft v1.8.0, issue #697 (livelock): after an InstallSnapshot whose last index S " +
+			"lies beyond the follower's log, the first AppendEntries is accepted (S is the follower's last index then) " +
+			"but its reply is lost or late; the retry, with PrevLogEntry = S, is rejected because appendEntries looks S " +
+			"up in the log, where it never was, instead of taking the snapshot's term (the code path of issue #205, " +
+			"closed unfixed), and InstallSnapshot keeps the entries past S. The leader walks nextIndex back and sends " +
+			"the same snapshot forever: a livelock until it takes a newer snapshot, which an idle cluster never does. " +
+			"Fingerprint: the trace shows the hole (RaftSnapshotHole) on a node that a liveness violation names, and " +
+			"every violation is a liveness, convergence or durability one about such a node",
+		Match: matchSnapshotLivelock,
+	},
+	{
+		Name: RaftLogNotFoundPanic,
+		Description: "hashicorp/raft v1.8.0, issue #697 (panic, the MonotonicLogStore face described in its " +
+			"comments): the same follower, sent the snapshot again, has its whole log deleted by removeOldLogs, " +
+			"entries past S included, while raft's cached last index stays where it was and lastApplied goes back to " +
+			"S; a new leader's AppendEntries matches the stale last index, and the next commit makes processLogs read " +
+			"entry S+1: panic \"log not found\" on raft's goroutine, which ends the whole simulator process. " +
+			"Fingerprint: the process died of \"panic: log not found\" raised in raft's processLogs",
+		Match: matchLogNotFoundPanic,
+	},
+	{
+		Name: RaftFutureLeak,
+		Description: "hashicorp/raft v1.8.0, issue #498: committed entries go to the state machine goroutine with " +
+			"their futures through a buffered channel (raft.go:1306), which returns on shutdown without answering " +
+			"what is still queued (fsm.go:260); Apply, Barrier and configuration-change futures carry no shutdown " +
+			"channel, so a caller waiting on one waits forever. cluster.Node.Await answers them when the node shuts " +
+			"down. Fingerprint: the trace counts leaked futures (futures-leaked) and the run's only violation is " +
+			"\"raft left N futures unanswered\" with that count",
+		Match: matchFutureLeak,
+	},
+}
+
+// Classify returns the name of the known upstream bug whose fingerprint
+// explains a failing run, or "" when none does (and for a run that
+// passed). events is the run's trace (nil if the process running it died)
+// and panicText what the process printed when it died of a panic. It only
+// reads what the run produced, so it cannot change a run.
+func Classify(rep Report, events []sim.Event, panicText string) string {
+	if len(rep.Violations) == 0 && panicText == "" {
+		return ""
+	}
+	ev := Evidence{Violations: rep.Violations, Events: events, Panic: panicText}
+	for _, f := range Fingerprints {
+		if f.Match(ev) {
+			return f.Name
 		}
 	}
-	return KnownIssue{}, false
+	return ""
 }
 
+// LookupFingerprint returns the fingerprint of the named bug.
+func LookupFingerprint(name string) (Fingerprint, bool) {
+	for _, f := range Fingerprints {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Fingerprint{}, false
+}
+
+// matchSnapshotLivelock: a node shows the snapshot hole, a liveness
+// violation names it, and every violation is about such a node (it lags,
+// it reinstalls, its state differs, its stale keys fail durability).
+func matchSnapshotLivelock(ev Evidence) bool {
+	holes := raftSnapshotHoles(ev.Events)
+	if len(holes) == 0 || len(ev.Violations) == 0 {
+		return false
+	}
+	stuck := false
+	for _, v := range ev.Violations {
+		checker, _, _ := strings.Cut(v, ":")
+		if checker != "liveness" && checker != "convergence" && checker != "durability" {
+			return false
+		}
+		named := false
+		for _, n := range nodeName.FindAllString(v, -1) {
+			if _, ok := holes[n]; ok {
+				named = true
+			}
+		}
+		if !named {
+			return false
+		}
+		stuck = stuck || checker == "liveness"
+	}
+	return stuck
+}
+
+// nodeName matches a node's name in a violation.
+var nodeName = regexp.MustCompile(`\bn\d+\b`)
+
+// matchLogNotFoundPanic: the process died of raft's ErrLogNotFound,
+// panicked in processLogs (raft.go, "panic(err)" after GetLog fails).
+func matchLogNotFoundPanic(ev Evidence) bool {
+	lines := strings.Split(strings.TrimSpace(ev.Panic), "\n")
+	if len(lines) == 0 || strings.TrimSpace(lines[0]) != "panic: log not found" {
+		return false
+	}
+	// The panicking goroutine's stack follows its "goroutine N [...]:"
+	// line; its first frame is the function that panicked.
+	for i, l := range lines {
+		if strings.HasPrefix(l, "goroutine ") && i+1 < len(lines) {
+			return strings.HasPrefix(lines[i+1], "github.com/hashicorp/raft.(*Raft).processLogs(")
+		}
+	}
+	return false
+}
+
+var leakViolation = regexp.MustCompile(`^liveness: raft left (\d+) futures unanswered`)
+
+// matchFutureLeak: the trace counts leaked futures, and the only
+// violation reports exactly that many.
+func matchFutureLeak(ev Evidence) bool {
+	leaked := 0
+	for _, e := range ev.Events {
+		if e.Kind == "futures-leaked" {
+			if n, ok := field(e.Detail, "count="); ok {
+				leaked += int(n)
+			}
+		}
+	}
+	if leaked == 0 || len(ev.Violations) != 1 {
+		return false
+	}
+	m := leakViolation.FindStringSubmatch(ev.Violations[0])
+	return m != nil && m[1] == strconv.Itoa(leaked)
+}
+
+// KnownIssue is a regression case: a run that hits a known upstream bug,
+// kept so that the checkers and the bug's fingerprint must keep catching it
+// (known_test.go runs each and requires Classify to name its bug). If an
+// upgrade fixes the bug, its cases pass and the test says so.
+type KnownIssue struct {
+	// Name names the case.
+	Name string
+	// Bug is the name of the fingerprint the run must match.
+	Bug string
+	// Options are every option the run needs. A change of a default
+	// (a new option, a new default store) must not move a case: when one
+	// is added, set it here to the value that keeps the case's behaviour.
+	Options Options
+}
+
+// KnownIssues are the regression cases, one or two per known bug, each
+// re-run to its fingerprint. Sweeps no longer skip seeds by number: every
+// failing run is classified by fingerprint (Classify), so a seed that moves
+// stays recognised and a new failure stands out.
+var KnownIssues = []KnownIssue{
+	{Name: "livelock/snapshot-install-74", Bug: RaftSnapshotLivelock,
+		Options: Options{Scenario: "snapshot-install", Engine: EnginePebble, Seed: 74}},
+	{Name: "livelock/partition-heal-8-bbolt", Bug: RaftSnapshotLivelock,
+		Options: Options{Scenario: "partition-heal", Engine: EngineBbolt, Seed: 8}},
+	{Name: "panic/partition-heal-100", Bug: RaftLogNotFoundPanic,
+		Options: Options{Scenario: "partition-heal", Engine: EnginePebble, Seed: 100}},
+	{Name: "future-leak/swarm-355", Bug: RaftFutureLeak,
+		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 355}},
+}
+
+// Signature is the shape of a failing run: its first violation with node
+// names, numbers, hashes and quoted values blanked, e.g. "liveness: _
+// applied _, leader committed _, _s after healing". Failures that no
+// fingerprint explains are grouped by it. It is "" for no violations.
+func Signature(violations []string) string {
+	if len(violations) == 0 {
+		return ""
+	}
+	s := violations[0]
+	s = quoted.ReplaceAllString(s, `"_"`)
+	s = hexHash.ReplaceAllString(s, "_")
+	s = nodeName.ReplaceAllString(s, "_")
+	s = number.ReplaceAllString(s, "_")
+	if r := []rune(s); len(r) > maxSignature {
+		s = string(r[:maxSignature]) + "..."
+	}
+	return s
+}
+
+const maxSignature = 160
+
+var (
+	quoted  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	hexHash = regexp.MustCompile(`\b[0-9a-f]{8,}\b`)
+	number  = regexp.MustCompile(`\d+(?:\.\d+)?`)
+)
+
 // RaftSnapshotHole reports whether a run's trace shows the fingerprint of
-// the hashicorp/raft snapshot-index livelock (KnownIssues): a node received
-// an InstallSnapshot whose last raft index is S, and later rejected an
+// the hashicorp/raft snapshot-index livelock: a node received an
+// InstallSnapshot whose last raft index is S, and later rejected an
 // AppendEntries whose PrevLogEntry is S while its log already reached past
 // S. hashicorp/raft checks PrevLogEntry against its last entry or its log,
 // never against its snapshot, and InstallSnapshot keeps the follower's log;
 // so once such a follower has appended past S without holding entry S, it
 // rejects every AppendEntries that starts at S, and the leader sends it the
-// same snapshot again and again. It returns the node and S.
+// same snapshot again and again. It returns the first such node and S.
 func RaftSnapshotHole(events []sim.Event) (node string, index uint64, ok bool) {
+	var first struct {
+		node  string
+		index uint64
+	}
+	scanSnapshotHoles(events, func(n string, s uint64) bool {
+		first.node, first.index, ok = n, s, true
+		return false
+	})
+	return first.node, first.index, ok
+}
+
+// raftSnapshotHoles returns every node that shows the hole, with the
+// first index it shows it at.
+func raftSnapshotHoles(events []sim.Event) map[string]uint64 {
+	holes := map[string]uint64{}
+	scanSnapshotHoles(events, func(n string, s uint64) bool {
+		if _, seen := holes[n]; !seen {
+			holes[n] = s
+		}
+		return true
+	})
+	return holes
+}
+
+// scanSnapshotHoles calls found for each rejected AppendEntries that shows
+// the hole, in trace order, until found returns false.
+func scanSnapshotHoles(events []sim.Event, found func(node string, index uint64) bool) {
 	installed := map[string]map[uint64]bool{} // node -> raft indexes sent to it in InstallSnapshot
-	prev := map[string]struct {
+	type call struct {
 		node string
 		prev uint64
-	}{} // AppendEntries label -> receiver and PrevLogEntry
+	}
+	prev := map[string]call{} // AppendEntries label -> receiver and PrevLogEntry
 	for _, e := range events {
 		d := e.Detail
 		switch {
@@ -128,20 +293,18 @@ func RaftSnapshotHole(events []sim.Event) (node string, index uint64, ok bool) {
 			}
 		case e.Kind == "recv" && strings.HasPrefix(d, "AppendEntries "):
 			if p, ok := field(d, "prev="); ok {
-				prev[label(d)] = struct {
-					node string
-					prev uint64
-				}{e.Node, p}
+				prev[label(d)] = call{e.Node, p}
 			}
 		case e.Kind == "reply" && strings.HasPrefix(d, "AppendEntries ") && strings.HasSuffix(d, " ok=false"):
-			r, found := prev[label(d)]
+			r, seen := prev[label(d)]
 			last, ok := field(d, "last=")
-			if found && ok && installed[r.node][r.prev] && last > r.prev {
-				return r.node, r.prev, true
+			if seen && ok && installed[r.node][r.prev] && last > r.prev {
+				if !found(r.node, r.prev) {
+					return
+				}
 			}
 		}
 	}
-	return "", 0, false
 }
 
 // label is the "AppendEntries a->b #n" prefix naming one call in the trace.
@@ -162,4 +325,9 @@ func field(detail, key string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// String names a case and its options, for test output.
+func (k KnownIssue) String() string {
+	return fmt.Sprintf("%s (%s, %s/%s seed %d)", k.Name, k.Bug, k.Options.Scenario, k.Options.Engine, k.Options.Seed)
 }

@@ -74,26 +74,32 @@ var ErrUsage = errors.New("scenarios: bad options")
 
 // Report is the outcome of one run.
 type Report struct {
-	Seed               uint64           `json:"seed"`
-	Scenario           string           `json:"scenario"`
-	Engine             string           `json:"engine"`
-	Nodes              int              `json:"nodes"`
-	OK                 bool             `json:"ok"`
-	VirtualSeconds     float64          `json:"virtual_seconds"`
-	WallSeconds        float64          `json:"wall_seconds"`
-	TraceHash          string           `json:"trace_hash"`
-	TraceEvents        int              `json:"trace_events"`
-	SnapshotsBuilt     int              `json:"snapshots_built"`
-	SnapshotsInstalled int              `json:"snapshots_installed"`
-	SnapshotsRefused   int              `json:"snapshots_refused"`
-	Faults             map[string]int   `json:"faults"`
-	FaultsSkipped      []string         `json:"faults_skipped,omitempty"`
-	Crashes            int              `json:"crashes"`
-	Ops                int              `json:"ops"`
-	OpsByOutcome       map[string]int   `json:"ops_by_outcome"`
-	Violations         []string         `json:"violations"`
-	Repro              string           `json:"repro"`
-	Schedule           *faults.Schedule `json:"-"`
+	Seed               uint64         `json:"seed"`
+	Scenario           string         `json:"scenario"`
+	Engine             string         `json:"engine"`
+	Nodes              int            `json:"nodes"`
+	OK                 bool           `json:"ok"`
+	VirtualSeconds     float64        `json:"virtual_seconds"`
+	WallSeconds        float64        `json:"wall_seconds"`
+	TraceHash          string         `json:"trace_hash"`
+	TraceEvents        int            `json:"trace_events"`
+	SnapshotsBuilt     int            `json:"snapshots_built"`
+	SnapshotsInstalled int            `json:"snapshots_installed"`
+	SnapshotsRefused   int            `json:"snapshots_refused"`
+	Faults             map[string]int `json:"faults"`
+	FaultsSkipped      []string       `json:"faults_skipped,omitempty"`
+	Crashes            int            `json:"crashes"`
+	Ops                int            `json:"ops"`
+	OpsByOutcome       map[string]int `json:"ops_by_outcome"`
+	Violations         []string       `json:"violations"`
+	// Known names the known upstream bug whose fingerprint explains the
+	// failure (Classify); "" when none does, and for a run that passed.
+	Known string `json:"known"`
+	// Signature is the shape of the first violation (Signature); "" for a
+	// run that passed. Failures no fingerprint explains are grouped by it.
+	Signature string           `json:"signature"`
+	Repro     string           `json:"repro"`
+	Schedule  *faults.Schedule `json:"-"`
 	// Events is the whole trace, for finding where two runs diverge.
 	Events []sim.Event `json:"-"`
 	// Log is what the state machines recorded, for the invariants.
@@ -328,6 +334,7 @@ func Run(t *testing.T, opts Options) (Report, error) {
 	if rep.Violations == nil {
 		rep.Violations = []string{}
 	}
+	rep.Known, rep.Signature = Classify(rep, rep.Events, ""), Signature(rep.Violations)
 	return rep, nil
 }
 

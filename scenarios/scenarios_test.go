@@ -160,7 +160,7 @@ func TestCrashTapsFireAtEveryPoint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, known := Known("snapshot-crash", seed); !known {
+		if rep.Known == "" { // a known upstream bug may fail the seed
 			requirePass(t, seed, rep)
 		}
 		counted := 0

@@ -28,18 +28,20 @@ func runHere(c config, out *reporter) int {
 			if !passed && rep.OK {
 				rep.OK = false
 				rep.Violations = append(rep.Violations, "the simulation itself failed: a goroutine leaked or the bubble deadlocked")
+				rep.Known, rep.Signature = "", scenarios.Signature(rep.Violations)
 			}
 			if c.coverDir != "" {
 				if err := recordCoverage(c.coverDir, rep); err != nil {
 					rep.Violations = append(rep.Violations, "recording coverage: "+err.Error())
 					rep.OK = false
+					rep.Known, rep.Signature = "", scenarios.Signature(rep.Violations) // no known bug explains this
 				}
 			}
-			if !rep.OK {
+			if out.fails(rep) {
 				code = 1
 			}
 			out.report(rep)
-			if c.bug != nil && !rep.OK {
+			if c.bug != nil && !rep.OK && rep.Known == "" {
 				caught = &rep
 				break
 			}
@@ -77,6 +79,9 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	}
 	var rep scenarios.Report
 	var err error
+	// known is the known upstream bug that explains the failure, once the
+	// checks below have added theirs.
+	known := func(rep scenarios.Report) string { return scenarios.Classify(rep, rep.Events, "") }
 	if c.differential {
 		var bb, pb scenarios.Report
 		var diffs []string
@@ -84,11 +89,31 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 		rep = pb
 		rep.Engine = "bbolt+pebble"
 		rep.Violations = append(append(prefixed("bbolt", bb.Violations), prefixed("pebble", pb.Violations)...), diffs...)
+		// Each engine's run is classified on its own trace; the seed is
+		// known only if every failing run is, by the same bug, and nothing
+		// else failed.
+		known = func(rep scenarios.Report) string {
+			if len(rep.Violations) != len(bb.Violations)+len(pb.Violations) {
+				return "" // the runs differ, or a later check failed too
+			}
+			name := ""
+			for _, r := range []scenarios.Report{bb, pb} {
+				if len(r.Violations) == 0 {
+					continue
+				}
+				k := scenarios.Classify(r, r.Events, "")
+				if k == "" || name != "" && k != name {
+					return ""
+				}
+				name = k
+			}
+			return name
+		}
 	} else {
 		rep, err = scenarios.Run(t, opts)
 	}
 	if err != nil {
-		return scenarios.Report{Seed: seed, Scenario: opts.Scenario, Engine: opts.Engine, Violations: []string{err.Error()}}
+		return scenarios.Report{Seed: seed, Scenario: opts.Scenario, Engine: opts.Engine, Violations: []string{err.Error()}, Signature: scenarios.Signature([]string{err.Error()})}
 	}
 	if c.saveSchedule != "" && rep.Schedule != nil {
 		if err := rep.Schedule.Save(c.saveSchedule); err != nil {
@@ -108,6 +133,7 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 		rep.Violations = append(rep.Violations, err.Error())
 		rep.OK = false
 	}
+	rep.Known, rep.Signature = known(rep), scenarios.Signature(rep.Violations)
 	if c.shrink && !rep.OK && !c.differential {
 		shrinkSeed(t, c, opts, rep)
 	}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"fmt"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,29 +76,93 @@ func TestListScenariosNamesTheDefault(t *testing.T) {
 	}
 }
 
-func TestExcludeKnownSkipsListedSeedsByName(t *testing.T) {
-	var known uint64
-	for _, k := range scenarios.KnownIssues {
-		if k.Scenario == "snapshot-install" {
-			known = k.Seed
-			break
+// With --exclude-known a seed that fails only with a known upstream bug is
+// reported as known and does not fail the sweep; any other failure does,
+// and the summary groups failures by known bug and by signature.
+func TestExcludeKnownPassesOnlyKnownFailures(t *testing.T) {
+	ok := scenarios.Report{Seed: 1, OK: true}
+	livelock := scenarios.Report{Seed: 74, Violations: []string{"liveness: n4 applied 497, leader committed 507, 30s after healing"},
+		Known: scenarios.RaftSnapshotLivelock, Signature: "liveness: _ applied _, leader committed _, _s after healing"}
+	livelock2 := livelock
+	livelock2.Seed = 120
+	lagging := scenarios.Report{Seed: 9, Violations: []string{"liveness: n1 applied 5, leader committed 7, 30s after healing"},
+		Signature: "liveness: _ applied _, leader committed _, _s after healing"}
+	for _, c := range []struct {
+		name         string
+		excludeKnown bool
+		reports      []scenarios.Report
+		failed       int
+		summary      []string
+	}{
+		{"known only, excluded", true, []scenarios.Report{ok, livelock, livelock2}, 0, []string{
+			"  2 seeds, known upstream bug hashicorp/raft#697: 74 120",
+			"3 seeds: 1 passed, 0 failed, 2 known upstream bugs (--exclude-known)"}},
+		{"known and new, excluded", true, []scenarios.Report{livelock, lagging, ok}, 1, []string{
+			"  1 seeds, known upstream bug hashicorp/raft#697: 74",
+			"  1 seeds, new failure: liveness: _ applied _, leader committed _, _s after healing: 9",
+			"3 seeds: 1 passed, 1 failed, 1 known upstream bugs (--exclude-known)"}},
+		{"known, not excluded", false, []scenarios.Report{livelock, ok}, 1, []string{
+			"  1 seeds, known upstream bug hashicorp/raft#697: 74",
+			"2 seeds: 1 passed, 1 failed (1 of them known upstream bugs)"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			r := &reporter{stdout: &stdout, stderr: &stderr, total: len(c.reports), excludeKnown: c.excludeKnown}
+			for _, rep := range c.reports {
+				r.report(rep)
+			}
+			r.finish()
+			if r.failed != c.failed {
+				t.Errorf("%d seeds fail the sweep, want %d", r.failed, c.failed)
+			}
+			lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+			if got := lines[len(lines)-len(c.summary):]; !slices.Equal(got, c.summary) {
+				t.Errorf("summary:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.summary, "\n"))
+			}
+		})
+	}
+}
+
+// Every seed's JSON object carries "known" and "signature" (simrun merge
+// reads them), empty for a seed that passed.
+func TestJSONCarriesKnownAndSignature(t *testing.T) {
+	for _, rep := range []scenarios.Report{{Seed: 1, OK: true}, {Seed: 74, Violations: []string{"x"}, Known: scenarios.RaftSnapshotLivelock, Signature: "x"}} {
+		var stdout bytes.Buffer
+		r := &reporter{stdout: &stdout, stderr: &bytes.Buffer{}, json: true, total: 1}
+		r.report(rep)
+		var got map[string]any
+		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["known"] != rep.Known || got["signature"] != rep.Signature {
+			t.Errorf("seed %d: known=%v signature=%v, want %q %q", rep.Seed, got["known"], got["signature"], rep.Known, rep.Signature)
 		}
 	}
-	if known < 2 {
-		t.Fatal("test premise: a known upstream seed (above 1) of snapshot-install")
-	}
-	c, err := parse([]string{fmt.Sprintf("--seeds=%d..%d", known-1, known+1), "--exclude-known"}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range c.seeds {
-		if s == known {
-			t.Fatalf("seeds %v include known seed %d", c.seeds, known)
+}
+
+// A worker that dies of a panic leaves its panic line and the stack after
+// it, which the panic fingerprint reads.
+func TestTailWriterKeepsThePanicAndItsStack(t *testing.T) {
+	var passed bytes.Buffer
+	tw := &tailWriter{w: &passed}
+	out := "simrun: some line\npanic: log not found\n\ngoroutine 76 [running, synctest bubble 1]:\n" +
+		"github.com/hashicorp/raft.(*Raft).processLogs(0x272c3949cb08, 0x85, 0x0)\n\t/src/raft/raft.go:1365 +0x8a7\npanic: a second one\n"
+	for _, chunk := range []string{out[:30], out[30:70], out[70:]} {
+		if _, err := tw.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	for _, s := range []uint64{known - 1, known + 1} {
-		if _, isKnown := scenarios.Known("snapshot-install", s); !isKnown && !slices.Contains(c.seeds, s) {
-			t.Fatalf("seeds %v lack seed %d, which is not known", c.seeds, s)
-		}
+	if passed.String() != out {
+		t.Errorf("stderr not passed through: %q", passed.String())
+	}
+	if tw.panicLine() != "panic: log not found" {
+		t.Errorf("panic line %q", tw.panicLine())
+	}
+	rep := scenarios.Report{Violations: []string{"the simulation process crashed running this seed: " + tw.panicLine()}}
+	if got := scenarios.Classify(rep, nil, tw.panicText()); got != scenarios.RaftLogNotFoundPanic {
+		t.Errorf("classified %q from %q", got, tw.panicText())
+	}
+	if (&tailWriter{}).panicText() != "" {
+		t.Error("panic text without a panic")
 	}
 }

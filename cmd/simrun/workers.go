@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,9 +65,10 @@ func runWorkers(c config, args []string, out *reporter) int {
 // die in the middle of a seed: a dependency that panics on one of its own
 // goroutines (hashicorp/raft does, see README) takes the whole process
 // with it. The seed it was running is then reported as failed, with the
-// panic, and a new worker takes the rest.
+// panic (and classified by it), and a new worker takes the rest. It
+// returns 2 if a worker cannot be started; the parent judges the seeds
+// from their reports.
 func runWorker(c config, exe string, base []string, seeds []uint64, out *reporter, mu *sync.Mutex) int {
-	code := 0
 	for len(seeds) > 0 {
 		list := make([]string, len(seeds))
 		for i, s := range seeds {
@@ -135,44 +135,50 @@ func runWorker(c config, exe string, base []string, seeds []uint64, out *reporte
 			}
 		}
 		watchdog.Stop()
-		err = cmd.Wait()
-		var exit *exec.ExitError
-		switch {
-		case errors.As(err, &exit) && exit.ExitCode() == 1:
-			code = max(code, 1)
-		case err != nil:
-			code = max(code, 1)
-		}
+		// A worker exits 1 when one of its seeds failed; the parent judges
+		// the seeds from their reports, so only a seed left unreported
+		// matters here.
+		_ = cmd.Wait()
 		var rest []uint64
 		for _, s := range seeds {
 			if !done[s] {
 				rest = append(rest, s)
 			}
 		}
-		if !hung && (err == nil || len(rest) == 0 || exit != nil && exit.ExitCode() == 1) {
-			return code
+		if !hung && len(rest) == 0 {
+			return 0
 		}
 		// The worker died running rest[0].
+		panicText := tail.panicText()
 		why := "the simulation process crashed running this seed: " + tail.panicLine()
 		if hung {
 			why = fmt.Sprintf("the run hung: no report for %v of wall time (goroutines dumped above)", c.seedTimeout)
+			panicText = ""
 		}
+		rep := scenarios.Report{Seed: rest[0], Scenario: c.opts.Scenario, Engine: c.opts.Engine, Repro: repro(c, rest[0]),
+			Violations: []string{why}}
+		rep.Known, rep.Signature = scenarios.Classify(rep, nil, panicText), scenarios.Signature(rep.Violations)
 		mu.Lock()
-		out.report(scenarios.Report{Seed: rest[0], Scenario: c.opts.Scenario, Engine: c.opts.Engine, Repro: repro(c, rest[0]),
-			Violations: []string{why}})
+		out.report(rep)
 		mu.Unlock()
 		seeds = rest[1:]
 	}
-	return code
+	return 0
 }
 
-// tailWriter passes a worker's stderr through and remembers its panic line.
+// tailWriter passes a worker's stderr through and remembers its first
+// panic: the "panic: " line and the stack after it, which the fingerprints
+// of known upstream bugs read (scenarios.Classify).
 type tailWriter struct {
 	w     io.Writer
 	mu    sync.Mutex
-	panic string
+	panic []string
 	buf   []byte
 }
+
+// panicLines bounds the stack kept after a panic line: the panicking
+// goroutine's frames come first.
+const panicLines = 64
 
 func (t *tailWriter) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -184,8 +190,8 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 		}
 		line := string(t.buf[:i])
 		t.buf = t.buf[i+1:]
-		if strings.HasPrefix(line, "panic: ") && t.panic == "" {
-			t.panic = line
+		if len(t.panic) == 0 && strings.HasPrefix(line, "panic: ") || len(t.panic) > 0 && len(t.panic) < panicLines {
+			t.panic = append(t.panic, line)
 		}
 	}
 	t.mu.Unlock()
@@ -195,10 +201,17 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 func (t *tailWriter) panicLine() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.panic == "" {
+	if len(t.panic) == 0 {
 		return "no panic message"
 	}
-	return t.panic
+	return t.panic[0]
+}
+
+// panicText is the panic line and the stack after it; "" if none.
+func (t *tailWriter) panicText() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.panic, "\n")
 }
 
 // stripFlags removes the named flags (both -f=v and -f v forms for
