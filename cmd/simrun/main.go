@@ -13,6 +13,8 @@
 //	simrun --seeds=1..200 --engine=bbolt --jobs=2
 //	simrun --seeds=1..1000 --shard=3/8 --json
 //	simrun --seeds=1..100 --check-determinism
+//	JOB_COMPLETION_INDEX=3 simrun --seeds=1..1000 --shard=auto --shard-count=8 --json >shard-3.jsonl
+//	simrun merge [--json] [--html=FILE] shard-*.jsonl
 //
 // Exit status: 0 if every seed passed, 1 if a seed failed a check, 2 for bad
 // usage or input.
@@ -78,7 +80,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	var c config
 	seed := fs.Uint64("seed", 1, "run this one seed")
 	seedRange := fs.String("seeds", "", "run a range of seeds, `A..B` inclusive (overrides --seed)")
-	shard := fs.String("shard", "", "run only shard `i/n` of the seeds: every n-th seed, starting with the i-th (0 <= i < n)")
+	shard := fs.String("shard", "", "run only shard `i/n` of the seeds: every n-th seed, starting with the i-th (0 <= i < n); auto reads i from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SHARD_INDEX, n from --shard-count or SHARD_COUNT")
+	shardCount := fs.Int("shard-count", 0, "with --shard=auto, the number of shards `N` (default: $SHARD_COUNT)")
 	fs.StringVar(&c.opts.Scenario, "scenario", "snapshot-install", "the scenario to run (see --list-scenarios)")
 	fs.StringVar(&c.opts.Engine, "engine", "pebble", "engine of every node: bbolt, pebble or mixed")
 	fs.IntVar(&c.opts.Nodes, "nodes", 0, "initial cluster size (default: the scenario's)")
@@ -171,7 +174,15 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	if *shard != "" {
-		i, n, err := parseShard(*shard)
+		spec := *shard
+		if spec == "auto" {
+			var err error
+			if spec, err = autoShard(*shardCount, os.Getenv); err != nil {
+				return c, err
+			}
+			fmt.Fprintf(stderr, "simrun: --shard=auto: shard %s\n", spec)
+		}
+		i, n, err := parseShard(spec)
 		if err != nil {
 			return c, err
 		}
@@ -207,6 +218,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "merge" {
+		return runMerge(args[1:], stdout, stderr)
+	}
 	c, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

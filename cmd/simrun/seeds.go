@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,4 +44,38 @@ func parseShard(s string) (int, int, error) {
 		return 0, 0, usagef("--shard=%q: want i/n with 0 <= i < n", s)
 	}
 	return i, n, nil
+}
+
+// autoShard reads the shard from the batch system running simrun: the
+// index from JOB_COMPLETION_INDEX (set on every pod of a Kubernetes
+// Indexed Job) or SHARD_INDEX (set it from a CI matrix, e.g. GitHub
+// Actions' strategy.job-index), the count from --shard-count or
+// SHARD_COUNT. It returns "i/n".
+func autoShard(count int, getenv func(string) string) (string, error) {
+	k8s, generic := getenv("JOB_COMPLETION_INDEX"), getenv("SHARD_INDEX")
+	index := k8s
+	switch {
+	case k8s != "" && generic != "" && k8s != generic:
+		return "", usagef("--shard=auto: JOB_COMPLETION_INDEX=%s and SHARD_INDEX=%s disagree", k8s, generic)
+	case k8s == "" && generic == "":
+		return "", usagef("--shard=auto: neither JOB_COMPLETION_INDEX (Kubernetes Indexed Job) nor SHARD_INDEX is set")
+	case k8s == "":
+		index = generic
+	}
+	if count == 0 {
+		env := getenv("SHARD_COUNT")
+		if env == "" {
+			return "", usagef("--shard=auto: give the number of shards with --shard-count or SHARD_COUNT")
+		}
+		n, err := strconv.Atoi(env)
+		if err != nil || n < 1 {
+			return "", usagef("--shard=auto: SHARD_COUNT=%q is not a positive number", env)
+		}
+		count = n
+	}
+	i, err := strconv.Atoi(index)
+	if err != nil || i < 0 || i >= count {
+		return "", usagef("--shard=auto: shard index %q is not in 0..%d", index, count-1)
+	}
+	return fmt.Sprintf("%d/%d", i, count), nil
 }
