@@ -148,12 +148,12 @@ func (r *reporter) finish() {
 		if g.known != "" {
 			what = "known upstream bug " + g.known
 		}
-		fmt.Fprintf(w, "  %d seeds, %s: %s\n", len(seeds), what, strings.Join(list, " "))
+		fmt.Fprintf(w, "  %s, %s: %s\n", plural(len(seeds), "seed"), what, strings.Join(list, " "))
 	}
 	line := fmt.Sprintf("%d seeds: %d passed, %d failed", r.done, r.passed, r.failed)
 	switch {
 	case r.excludeKnown && r.known > 0:
-		line += fmt.Sprintf(", %d known upstream bugs (--exclude-known)", r.known)
+		line += fmt.Sprintf(", %d known upstream (--exclude-known)", r.known)
 	case r.known > 0:
 		line += fmt.Sprintf(" (%d of them known upstream bugs)", r.known)
 	}
@@ -213,4 +213,12 @@ func huntSummary(c config, out *reporter, caught *scenarios.Report) int {
 		return 0
 	}
 	return 1
+}
+
+// plural is "1 seed", "2 seeds".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
