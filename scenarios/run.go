@@ -352,6 +352,10 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	}
 	w.mutation = opts.Mutation
 	w.commonFaults = opts.CommonFaults
+	if pipelineBreaksReplay(sched) {
+		w.Net.SetPipelining(false)
+		w.Trace.Record("", "pipelining", "off: the schedule has a slow-disk fault")
+	}
 	w.SetEngineFactory(opts.NewEngine)
 	var taps []CrashTap
 	if sc.Taps != nil && !opts.Baseline {

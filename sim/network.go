@@ -70,6 +70,10 @@ type NetworkOptions struct {
 	// 1 s (enough for links of at least 1 MiB/s).
 	SnapshotTimeoutBase   time.Duration
 	SnapshotTimeoutPerMiB time.Duration
+	// NoPipelining makes AppendEntriesPipeline unsupported, so raft sends
+	// one AppendEntries at a time; by default it pipelines, as over raft's
+	// NetworkTransport.
+	NoPipelining bool
 }
 
 // StreamFaultKind names a fault of an InstallSnapshot body stream.
@@ -139,6 +143,9 @@ type Stats struct {
 	StreamCuts        uint64               `json:"stream_cuts"`
 	StreamCorruptions uint64               `json:"stream_corruptions"`
 	StreamStalls      uint64               `json:"stream_stalls"`
+	// Pipelined counts the AppendEntries sent through a pipeline (they are
+	// also in Kinds["AppendEntries"]).
+	Pipelined uint64 `json:"pipelined"`
 }
 
 type kindCounters struct {
@@ -179,6 +186,8 @@ type Network struct {
 	streamCuts        atomic.Uint64
 	streamCorruptions atomic.Uint64
 	streamStalls      atomic.Uint64
+	pipelined         atomic.Uint64
+	noPipelining      atomic.Bool
 
 	mu        sync.Mutex // never held across a wait (DESIGN.md rule 6)
 	closed    bool
@@ -192,6 +201,10 @@ type Network struct {
 	changed chan struct{}
 }
 
+// SetPipelining turns pipelined AppendEntries on or off for pipelines
+// opened from now on (see NetworkOptions.NoPipelining).
+func (n *Network) SetPipelining(on bool) { n.noPipelining.Store(!on) }
+
 // NewNetwork returns a network whose random choices derive from seed and
 // whose events go to trace (nil for none). Call it inside the run's bubble.
 func NewNetwork(seed Seed, trace *Trace, opts NetworkOptions) *Network {
@@ -204,7 +217,7 @@ func NewNetwork(seed Seed, trace *Trace, opts NetworkOptions) *Network {
 	if opts.SnapshotTimeoutPerMiB <= 0 {
 		opts.SnapshotTimeoutPerMiB = time.Second
 	}
-	return &Network{
+	n := &Network{
 		seed:      seed,
 		trace:     trace,
 		opts:      opts,
@@ -215,6 +228,8 @@ func NewNetwork(seed Seed, trace *Trace, opts NetworkOptions) *Network {
 		paused:    make(map[raft.ServerID]bool),
 		changed:   make(chan struct{}),
 	}
+	n.noPipelining.Store(opts.NoPipelining)
+	return n
 }
 
 // Transport returns a new endpoint for the node id, whose address is its id.
@@ -401,6 +416,7 @@ func (n *Network) Stats() Stats {
 		StreamCuts:        n.streamCuts.Load(),
 		StreamCorruptions: n.streamCorruptions.Load(),
 		StreamStalls:      n.streamStalls.Load(),
+		Pipelined:         n.pipelined.Load(),
 	}
 	for k := range numKinds {
 		c := &n.counters[k]

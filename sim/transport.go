@@ -14,9 +14,9 @@ import (
 
 // Transport is one node's endpoint on a [Network]. It implements
 // raft.Transport with the optional raft.WithClose, raft.WithPreVote and
-// raft.WithPeers. Pipelining is not supported (raft then replicates with
-// one AppendEntries at a time). Heartbeats use raft's heartbeat fast path,
-// as raft's NetworkTransport does.
+// raft.WithPeers. AppendEntries can be pipelined (see
+// [Transport.AppendEntriesPipeline]) and heartbeats use raft's heartbeat
+// fast path, as with raft's NetworkTransport.
 type Transport struct {
 	net      *Network
 	id       raft.ServerID
@@ -43,11 +43,6 @@ func (t *Transport) Consumer() <-chan raft.RPC { return t.consumer }
 
 // LocalAddr returns the node's address, which is its id.
 func (t *Transport) LocalAddr() raft.ServerAddress { return raft.ServerAddress(t.id) }
-
-// AppendEntriesPipeline is not supported.
-func (t *Transport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
-	return nil, raft.ErrPipelineReplicationNotSupported
-}
 
 // AppendEntries sends args to target. AppendEntries without entries sent by
 // raft's heartbeat loop count as the separate kind "Heartbeat": raft sends
@@ -194,6 +189,11 @@ type call struct {
 	deadline time.Time
 	timer    *time.Timer
 	name     string // see label
+	// A pipelined request is delivered in order after the one sent before
+	// it on its pipeline (after is closed when that one arrives or is
+	// dropped), unless the reorder fault delays it, and closes arrived
+	// when its own fate is decided. Both are nil for other calls.
+	after, arrived chan struct{}
 }
 
 func (c *call) h(purpose uint64) uint64 { return c.seed.Hash(c.seq, purpose) }
@@ -245,7 +245,9 @@ func (c *call) expire() error {
 	return c.timeoutErr()
 }
 
-func (c *call) delay(o *LinkOptions, pd, pr, prd uint64) time.Duration {
+// delay returns a message's one-way delay, and whether the reorder fault
+// gave it an extra one.
+func (c *call) delay(o *LinkOptions, pd, pr, prd uint64) (time.Duration, bool) {
 	var d time.Duration
 	if o.DelayMax > o.DelayMin {
 		d = between(c.h(pd), o.DelayMin, o.DelayMax)
@@ -255,22 +257,59 @@ func (c *call) delay(o *LinkOptions, pd, pr, prd uint64) time.Duration {
 	if o.ReorderProbability > 0 && chance(c.h(pr), o.ReorderProbability) {
 		d += between(c.h(prd), 0, o.ReorderDelayMax)
 		c.n.counters[c.kind].reordered.Add(1)
+		return d, true
 	}
-	return d
+	return d, false
+}
+
+// waitFor waits for ch to close and reports true, or reports false at the
+// deadline. A closed ch wins over a deadline that is due at the same time.
+func (c *call) waitFor(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+	}
+	select {
+	case <-ch:
+		return true
+	case <-c.deadlineC():
+		return false
+	}
+}
+
+// decided closes arrived, once: the request of a pipelined call reached
+// its target or will never reach it.
+func (c *call) decided() {
+	if c.arrived != nil {
+		close(c.arrived)
+		c.arrived = nil
+	}
 }
 
 // roundTrip carries one RPC: request leg, delivery, reply leg.
 func (t *Transport) roundTrip(kind rpcKind, target raft.ServerAddress, args any, body io.Reader, size int64) (any, error) {
+	c, injected, err := t.begin(kind, target, size)
+	if err != nil {
+		return nil, err
+	}
+	return t.finish(c, args, body, size, injected)
+}
+
+// begin starts a call on the caller's goroutine: it takes the call's place
+// in its link's sequence, which keys every random choice about it, and
+// sets its deadline.
+func (t *Transport) begin(kind rpcKind, target raft.ServerAddress, size int64) (*call, []StreamFault, error) {
 	n := t.net
 	if t.closed.Load() {
-		return nil, raft.ErrTransportShutdown
+		return nil, nil, raft.ErrTransportShutdown
 	}
-	c := call{n: n, kind: kind, src: t.id, dst: raft.ServerID(target)}
+	c := &call{n: n, kind: kind, src: t.id, dst: raft.ServerID(target)}
 	var injected []StreamFault
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return nil, raft.ErrTransportShutdown
+		return nil, nil, raft.ErrTransportShutdown
 	}
 	fwd := n.linkLocked(c.src, c.dst)
 	c.seq = fwd.seq[kind]
@@ -283,18 +322,25 @@ func (t *Transport) roundTrip(kind rpcKind, target raft.ServerAddress, args any,
 	}
 	n.inflight.Add(1)
 	n.mu.Unlock()
-	defer n.inflight.Done()
-	defer c.stopTimer()
 
 	// A sub-microsecond hashed jitter keeps timeouts off the instants of
 	// raft's own fixed-period timers: two goroutines woken at the same
 	// instant run in an order that is not reliably reproducible.
 	c.deadline = time.Now().Add(n.timeout(kind, size) + time.Duration(c.h(pTimeoutJitter)%uint64(TimeoutJitterMax)))
-	cnt := &n.counters[kind]
-	cnt.sent.Add(1)
+	n.counters[kind].sent.Add(1)
 	if n.trace != nil {
 		n.trace.Record(string(c.src), "send", c.label())
 	}
+	return c, injected, nil
+}
+
+// finish carries a call that begin started to its end.
+func (t *Transport) finish(c *call, args any, body io.Reader, size int64, injected []StreamFault) (any, error) {
+	n := t.net
+	defer n.inflight.Done()
+	defer c.stopTimer()
+	defer c.decided()
+	cnt := &n.counters[c.kind]
 	resp, err := c.run(args, body, size, injected)
 	if err != nil {
 		cnt.failed.Add(1)
@@ -334,10 +380,15 @@ func (n *Network) timeout(kind rpcKind, size int64) time.Duration {
 }
 
 func (c *call) run(args any, body io.Reader, size int64, injected []StreamFault) (any, error) {
-	if !c.wait(c.delay(&c.fwd, pDelay, pReorder, pReorderDelay)) {
+	d, reordered := c.delay(&c.fwd, pDelay, pReorder, pReorderDelay)
+	if !c.wait(d) {
+		return nil, c.timeoutErr()
+	}
+	if c.after != nil && !reordered && !c.waitFor(c.after) {
 		return nil, c.timeoutErr()
 	}
 	ep, ok := c.arrive(c.src, c.dst, c.fwd.LossProbability, pLoss, legRequest)
+	c.decided()
 	if !ok {
 		return nil, c.expire()
 	}
@@ -383,7 +434,7 @@ func (c *call) run(args any, body io.Reader, size int64, injected []StreamFault)
 		}
 		return nil, c.expire()
 	}
-	if !c.wait(c.delay(&c.rev, pReplyDelay, pReplyReorder, pReplyReorderDelay)) {
+	if d, _ := c.delay(&c.rev, pReplyDelay, pReplyReorder, pReplyReorderDelay); !c.wait(d) {
 		return nil, c.timeoutErr()
 	}
 	if _, ok := c.arrive(c.dst, c.src, c.rev.LossProbability, pReplyLoss, legReply); !ok {
@@ -484,7 +535,7 @@ func (c *call) dispatch(ep *Transport, rpc raft.RPC) bool {
 func (c *call) duplicate(args any) {
 	n := c.n
 	n.counters[c.kind].duplicated.Add(1)
-	d := c.delay(&c.fwd, pDupDelay, pDupReorder, pDupReorderDelay)
+	d, _ := c.delay(&c.fwd, pDupDelay, pDupReorder, pDupReorderDelay)
 	dup := &call{n: n, kind: c.kind, src: c.src, dst: c.dst, seq: c.seq, seed: c.seed, fwd: c.fwd, rev: c.rev, deadline: c.deadline}
 	// The caller's own count keeps inflight above zero, so this Add cannot
 	// race with Close's Wait.

@@ -159,9 +159,6 @@ func TestTransportCarriesEveryKind(t *testing.T) {
 		if d := time.Since(start); d != 0 {
 			t.Errorf("a perfect network took %v of virtual time", d)
 		}
-		if _, err := a.AppendEntriesPipeline("b", "b"); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
-			t.Errorf("pipeline: %v", err)
-		}
 		if a.LocalAddr() != "a" || a.DecodePeer(a.EncodePeer("b", "b")) != "b" {
 			t.Error("addresses do not round-trip")
 		}

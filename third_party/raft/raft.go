@@ -167,8 +167,24 @@ func (r *Raft) runFollower() {
 	for r.getState() == Follower {
 		r.mainThreadSaturation.sleeping()
 
+		// Patched (raftsnap testbed): an expired heartbeat timer is served
+		// before a queued RPC. Go's select picks among ready cases at random,
+		// and with AppendEntries pipelined an RPC is often queued when the
+		// timer fires: the timer's redraw then came before or after the RPC
+		// from run to run. The fired value is kept in heartbeatTimer until
+		// its case runs.
+		rpcCh := r.rpcCh
 		select {
-		case rpc := <-r.rpcCh:
+		case t := <-heartbeatTimer:
+			fired := make(chan time.Time, 1)
+			fired <- t
+			heartbeatTimer = fired
+			rpcCh = nil
+		default:
+		}
+
+		select {
+		case rpc := <-rpcCh:
 			r.mainThreadSaturation.working()
 			r.processRPC(rpc)
 

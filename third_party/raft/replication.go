@@ -503,6 +503,11 @@ func (r *Raft) pipelineReplicate(s *followerReplication) error {
 	shouldStop := false
 SEND:
 	for !shouldStop {
+		// Patched (raftsnap testbed): a finished decoder or a stop wins over
+		// other work that is ready at the same time (see replicate).
+		if isClosed(finishCh) || r.pipelineStopRequested(s, pipeline, &nextIndex) {
+			break SEND
+		}
 		select {
 		case <-finishCh:
 			break SEND
@@ -513,6 +518,9 @@ SEND:
 			}
 			break SEND
 		case deferErr := <-s.triggerDeferErrorCh:
+			if isClosed(finishCh) || r.pipelineStopRequested(s, pipeline, &nextIndex) {
+				break SEND
+			}
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
 			if !shouldStop {
@@ -521,9 +529,15 @@ SEND:
 				deferErr.respond(fmt.Errorf("replication failed"))
 			}
 		case <-s.triggerCh:
+			if isClosed(finishCh) || r.pipelineStopRequested(s, pipeline, &nextIndex) {
+				break SEND
+			}
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
 		case <-randomTimeout(s.replicateRand, r.config().CommitTimeout):
+			if isClosed(finishCh) || r.pipelineStopRequested(s, pipeline, &nextIndex) {
+				break SEND
+			}
 			lastLogIdx, _ := r.getLastLog()
 			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
 		}
@@ -566,6 +580,11 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 	defer close(finishCh)
 	respCh := p.Consumer()
 	for {
+		// Patched (raftsnap testbed): a stop wins over a ready response (see
+		// replicate).
+		if isClosed(stopCh) {
+			return
+		}
 		select {
 		case ready := <-respCh:
 			s.peerLock.RLock()
@@ -705,6 +724,23 @@ func (r *Raft) stopRequested(s *followerReplication) bool {
 	case maxIndex := <-s.stopCh:
 		if maxIndex > 0 {
 			r.replicateTo(s, maxIndex)
+		}
+		return true
+	default:
+		return false
+	}
+}
+
+// pipelineStopRequested is stopRequested for pipelineReplicate: the best
+// effort to replicate up to the final index goes through the pipeline, as
+// in pipelineReplicate's stop case.
+//
+// Patched (raftsnap testbed): see replicate.
+func (r *Raft) pipelineStopRequested(s *followerReplication, p AppendPipeline, nextIndex *uint64) bool {
+	select {
+	case maxIndex := <-s.stopCh:
+		if maxIndex > 0 {
+			r.pipelineSend(s, p, nextIndex, maxIndex)
 		}
 		return true
 	default:
