@@ -202,13 +202,13 @@ type KnownIssue struct {
 // stays recognised and a new failure stands out.
 var KnownIssues = []KnownIssue{
 	{Name: "livelock/snapshot-install-74", Bug: RaftSnapshotLivelock,
-		Options: Options{Scenario: "snapshot-install", Engine: EnginePebble, Seed: 74}},
+		Options: Options{Scenario: "snapshot-install", Engine: EnginePebble, Seed: 74, NoPipelining: true}},
 	{Name: "livelock/partition-heal-8-bbolt", Bug: RaftSnapshotLivelock,
-		Options: Options{Scenario: "partition-heal", Engine: EngineBbolt, Seed: 8}},
+		Options: Options{Scenario: "partition-heal", Engine: EngineBbolt, Seed: 8, NoPipelining: true}},
 	{Name: "panic/partition-heal-100", Bug: RaftLogNotFoundPanic,
-		Options: Options{Scenario: "partition-heal", Engine: EnginePebble, Seed: 100}},
+		Options: Options{Scenario: "partition-heal", Engine: EnginePebble, Seed: 100, NoPipelining: true}},
 	{Name: "future-leak/swarm-355", Bug: RaftFutureLeak,
-		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 355}},
+		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 355, NoPipelining: true}},
 }
 
 // Signature is the shape of a failing run: its first violation with node

@@ -67,6 +67,13 @@ type Options struct {
 	// virtual filesystem can drop unsynced writes) and disk faults, which
 	// only Pebble nodes can take, are skipped.
 	CommonFaults bool
+	// NoPipelining makes raft send one AppendEntries at a time to each
+	// follower. By default it pipelines them, as over raft's
+	// NetworkTransport (sim.Transport.AppendEntriesPipeline).
+	NoPipelining bool
+	// Operator replaces the scenario's plan of operator actions
+	// (leadership transfers, config reloads, backups; operator.go).
+	Operator []OperatorOp
 }
 
 // ErrUsage is wrapped by every error about bad options.
@@ -141,6 +148,9 @@ type Scenario struct {
 	// Taps plans crashes at points of the snapshot path (crashtap.go);
 	// nil means none, and then the nodes' stores are not wrapped at all.
 	Taps func(seed sim.Seed, nodes int, safety time.Duration) []CrashTap
+	// Operator plans operator actions through raft's API (operator.go);
+	// nil means none.
+	Operator func(seed sim.Seed, safety time.Duration) []OperatorOp
 	// Engine, if set, fixes the engines whatever Options.Engine says:
 	// EngineMixed runs Pebble and bbolt nodes side by side (with a custom
 	// engine given, Pebble and the custom one).
@@ -352,7 +362,9 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	}
 	w.mutation = opts.Mutation
 	w.commonFaults = opts.CommonFaults
-	if pipelineBreaksReplay(sched) {
+	if opts.NoPipelining {
+		w.Net.SetPipelining(false)
+	} else if pipelineBreaksReplay(sched) {
 		w.Net.SetPipelining(false)
 		w.Trace.Record("", "pipelining", "off: the schedule has a slow-disk fault")
 	}
@@ -386,6 +398,16 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	for _, t := range taps {
 		w.Trace.Record("", "crash-tap-planned", t.String())
 	}
+	var plan []OperatorOp
+	switch {
+	case opts.Operator != nil:
+		plan = opts.Operator
+	case sc.Operator != nil && !opts.Baseline:
+		plan = sc.Operator(seed, opts.Duration)
+	}
+	for _, op := range plan {
+		w.Trace.Record("", "operator-planned", op.String())
+	}
 
 	var servers []raft.Server
 	for i := range opts.Nodes {
@@ -415,10 +437,18 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 	stopLoad := sc.Workload.run(w)
 	nem := &nemesis{w: w, rng: seed.Rand("nemesis"), base: sc.Link, linkFaults: map[int]faults.Fault{},
 		nodeIndex: nodeID, addEngine: func(i int) string { return engineFor(opts.Engine, i) }, taps: taps}
+	op := &operator{w: w, rng: seed.Rand("operator")}
+	opDone := make(chan struct{})
+	go func() {
+		defer close(opDone)
+		op.run(plan, start)
+	}()
 	rep.FaultsSkipped = nem.run(sched, start)
 	if d := time.Until(start.Add(opts.Duration)); d > 0 {
 		time.Sleep(d)
 	}
+	<-opDone
+	rep.Violations = append(rep.Violations, op.violations...)
 	stopLoad()
 
 	// Liveness phase: everything healed, the cluster must converge.

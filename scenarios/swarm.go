@@ -20,6 +20,7 @@ func init() {
 		Workload: installWorkload,
 		Kinds:    faults.Kinds(),
 		Taps:     swarmTaps,
+		Operator: swarmOperator,
 		Link:     sim.LinkOptions{DelayMin: time.Millisecond, DelayMax: 5 * time.Millisecond, SnapshotBytesPerSecond: 16 << 20},
 	})
 }

@@ -220,5 +220,8 @@ func repro(c config, seed uint64) string {
 	if c.durationSet {
 		r += fmt.Sprintf(" --duration=%v", c.opts.Duration)
 	}
+	if c.opts.NoPipelining {
+		r += " --no-pipelining"
+	}
 	return r
 }

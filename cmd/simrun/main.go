@@ -104,6 +104,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.differential, "differential", false, "run each seed on bbolt and on Pebble and fail it if the engine-neutral traces or final states differ")
 	fs.BoolVar(&c.excludeKnown, "exclude-known", false, "a seed whose failure a known upstream bug's fingerprint explains (README, Known upstream bugs) is reported as known and does not fail the run; every seed is still run and classified")
 	fs.BoolVar(&c.worker, "worker", false, "internal: run as a worker of --jobs")
+	fs.BoolVar(&c.opts.NoPipelining, "no-pipelining", false, "replicate one AppendEntries at a time (default: pipelined, as over raft's NetworkTransport); the known-bug regression seeds were found this way")
 	fs.StringVar(&c.coverDir, "cover", "", "record the Go coverage of each run in `DIR`/runs (needs a simrun built by make cover) and print the coverage table of every run in DIR")
 	fs.StringVar(&c.coverReport, "cover-report", "", "print the coverage table of the runs recorded in `DIR` and exit")
 	seedList := fs.String("seed-list", "", "run these comma-separated seeds (overrides --seed and --seeds)")
