@@ -60,3 +60,4 @@ require (
 )
 
 replace github.com/hashicorp/raft => ./third_party/raft
+replace go.etcd.io/bbolt => ./third_party/bbolt

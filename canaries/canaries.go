@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/scenarios"
@@ -152,6 +153,20 @@ var catalog = []Bug{
 		Engine:   scenarios.EnginePebble,
 		Mutation: func() *scenarios.Mutation {
 			return &scenarios.Mutation{Name: "lost-fsync", FS: func(fs vfs.FS) vfs.FS { return noSyncFS{fs} }}
+		},
+	},
+	{
+		Name: "bbolt-late-commit-sync",
+		Description: "the fsync after each bbolt commit's meta page is dropped (engine and raft log), so a commit returns before " +
+			"it is durable: harmless until a power loss, which takes the last acknowledged commit back (log entries, a vote, applied writes)",
+		Layer:    LayerStorage,
+		Catcher:  CheckerRaft,
+		Scenario: "leader-churn",
+		Engine:   scenarios.EngineBbolt,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "bbolt-late-commit-sync", BoltFile: func(h bolt.FileHook) bolt.FileHook {
+				return &lateMetaBolt{FileHook: h, metaLast: map[string]bool{}}
+			}}
 		},
 	},
 	{

@@ -42,7 +42,7 @@ func TestCatalog(t *testing.T) {
 			t.Errorf("%s: unknown engine %q", b.Name, b.Engine)
 		}
 		m := b.Mutation()
-		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.Client == nil) {
+		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.BoltFile == nil && m.Client == nil) {
 			t.Errorf("%s: mutation %+v plants nothing or is misnamed", b.Name, m)
 		}
 		if m2 := b.Mutation(); m2 == m {

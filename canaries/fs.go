@@ -1,6 +1,12 @@
 package canaries
 
-import "github.com/cockroachdb/pebble/v2/vfs"
+import (
+	"os"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	bolt "go.etcd.io/bbolt"
+)
 
 // noSyncFS loses every fsync: files and directories opened through it
 // report success from Sync, SyncData and SyncTo without syncing, like a
@@ -43,3 +49,36 @@ type noSyncFile struct{ vfs.File }
 func (noSyncFile) Sync() error                { return nil }
 func (noSyncFile) SyncData() error            { return nil }
 func (noSyncFile) SyncTo(int64) (bool, error) { return false, nil }
+
+// lateMetaBolt drops the fsync that makes each bbolt commit durable: bbolt
+// writes a commit's pages, syncs, writes its meta page (page 0 or 1) and
+// syncs again; this layer reports that last sync done without doing it, as
+// a storage layer that acknowledges a barrier early would. Each commit is
+// durable only once the next one's first sync goes through, so a commit
+// returns (a log entry acknowledged, a vote recorded, a write applied)
+// before it is durable, and a power loss then takes the last commit of the
+// engine and of the raft log back. bbolt's copy-on-write keeps the file
+// consistent either way: what is lost is exactly that commit.
+type lateMetaBolt struct {
+	bolt.FileHook
+	mu sync.Mutex
+	// metaLast is true for a file whose last write was to a meta page.
+	metaLast map[string]bool
+}
+
+func (h *lateMetaBolt) WriteAt(f *os.File, b []byte, off int64) (int, error) {
+	h.mu.Lock()
+	h.metaLast[f.Name()] = off < 2*int64(os.Getpagesize()) && len(b) <= os.Getpagesize()
+	h.mu.Unlock()
+	return h.FileHook.WriteAt(f, b, off)
+}
+
+func (h *lateMetaBolt) Sync(f *os.File) error {
+	h.mu.Lock()
+	drop := h.metaLast[f.Name()]
+	h.mu.Unlock()
+	if drop {
+		return nil
+	}
+	return h.FileHook.Sync(f)
+}

@@ -60,9 +60,16 @@ const snapshotsRetained = 2
 // keeps every committed bbolt transaction and written file.
 type BoltStorage struct {
 	Dir string
-	// NoSync skips fsyncs; the simulator uses it because it models process
-	// crashes, not power loss, for bbolt nodes.
+	// NoSync skips fsyncs: committed writes then survive a process crash
+	// but not a power loss.
 	NoSync bool
+	// FileHook, if set, performs the writes and syncs of the engine's and
+	// the log store's bbolt files (see third_party/bbolt); the simulator
+	// records there what a power loss would lose (sim/powerloss).
+	FileHook bolt.FileHook
+	// ArrayFreelist is the engine's bbolt.Options.ArrayFreelist: the
+	// simulator wants page numbers that replay.
+	ArrayFreelist bool
 	// StagingTxBytes is the engine's bbolt.Options.StagingTxBytes; 0 means
 	// the engine's default. The simulator makes it small so that even its
 	// small snapshots install in several transactions, and a crash in the
@@ -82,24 +89,24 @@ func (s BoltStorage) Open() (*Stores, error) {
 		return nil, err
 	}
 	st := &Stores{}
-	e, err := bbolt.Open(filepath.Join(s.Dir, "engine.db"), bbolt.Options{NoSync: s.NoSync, StagingTxBytes: s.StagingTxBytes})
+	e, err := bbolt.Open(filepath.Join(s.Dir, "engine.db"), bbolt.Options{NoSync: s.NoSync, StagingTxBytes: s.StagingTxBytes, FileHook: s.FileHook, ArrayFreelist: s.ArrayFreelist})
 	if err != nil {
 		return nil, err
 	}
-	return openBesideEngine(st, e, s.Dir, s.SnapshotFS, s.NoSync)
+	return openBesideEngine(st, e, s.Dir, s.SnapshotFS, s.NoSync, s.FileHook)
 }
 
 // openBesideEngine completes the stores of a node whose engine e is open:
 // raft-boltdb for the log and stable store under dir, and a snapshot store
 // in snapFS, or under dir if snapFS is nil. On error it closes everything,
 // e included.
-func openBesideEngine(st *Stores, e engines.Engine, dir string, snapFS vfs.FS, noSync bool) (*Stores, error) {
+func openBesideEngine(st *Stores, e engines.Engine, dir string, snapFS vfs.FS, noSync bool, hook bolt.FileHook) (*Stores, error) {
 	st.Engine = e
 	st.Closers = append(st.Closers, e.Close)
-	logs, err := raftboltdb.New(raftboltdb.Options{
+	logs, err := openLogStore(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		NoSync:      noSync,
-		BoltOptions: &bolt.Options{NoSync: noSync, NoGrowSync: noSync, Timeout: 0},
+		BoltOptions: &bolt.Options{NoSync: noSync, NoGrowSync: noSync, Timeout: 0, FileHook: hook},
 	})
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
@@ -116,6 +123,20 @@ func openBesideEngine(st *Stores, e engines.Engine, dir string, snapFS vfs.FS, n
 	}
 	st.Snapshots = snaps
 	return st, nil
+}
+
+// ErrDamagedLogStore is returned when raft-boltdb's file is too damaged to
+// open: bbolt then panics rather than returning an error (see
+// engines/bbolt's notPanicking).
+var ErrDamagedLogStore = errors.New("cluster: raft log store damaged")
+
+func openLogStore(opts raftboltdb.Options) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			store, err = nil, fmt.Errorf("%w: %s: bbolt panicked: %v", ErrDamagedLogStore, opts.Path, r)
+		}
+	}()
+	return raftboltdb.New(opts)
 }
 
 // CustomStorage keeps a node's state in a real directory like BoltStorage,
@@ -154,7 +175,7 @@ func (s CustomStorage) Open() (*Stores, error) {
 	if e == nil {
 		return nil, fmt.Errorf("cluster: custom engine factory returned no engine for %s: %w", dir, ErrNoEngineFactory)
 	}
-	return openBesideEngine(&Stores{}, e, s.Dir, s.SnapshotFS, s.NoSync)
+	return openBesideEngine(&Stores{}, e, s.Dir, s.SnapshotFS, s.NoSync, nil)
 }
 
 // The directories of a PebbleStorage on its FS, for fault injectors that

@@ -173,7 +173,7 @@ func (w *World) crashInBackground(id raft.ServerID, inc int, claim func(*slot) b
 	powerLoss, keepPercent := crash()
 	stop, err := w.crashNow(id, powerLoss, keepPercent, quiesce)
 	if err != nil {
-		w.Trace.Record(string(id), "crash-error", err.Error())
+		w.Trace.Record(string(id), "crash-error", w.errText(err))
 		stop = func() error { return nil }
 	}
 	wait := down()
@@ -189,7 +189,7 @@ func (w *World) crashInBackground(id raft.ServerID, inc int, claim func(*slot) b
 		}
 		if w.Node(id) == nil && !w.removed(id) {
 			if err := w.Restart(id); err != nil {
-				w.Trace.Record(string(id), "restart-error", err.Error())
+				w.Trace.Record(string(id), "restart-error", w.errText(err))
 			}
 		}
 	}()

@@ -281,6 +281,12 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 			// gets a process crash.
 			powerLoss = false
 		}
+		if powerLoss && w.engineOf(id) == EngineBbolt {
+			// It strikes at the node's next sync (armPowerCut), and
+			// the node restarts f.Duration after that.
+			w.armPowerCut(id, 100-f.UnsyncedDataPercent, f.Duration)
+			return func() { w.disarmPowerCut(id) }, nil
+		}
 		if err := w.Crash(id, powerLoss, 100-f.UnsyncedDataPercent); err != nil {
 			return nil, err
 		}
@@ -399,7 +405,7 @@ func (n *nemesis) restart(id raft.ServerID) {
 		return
 	}
 	if err := n.w.Restart(id); err != nil {
-		n.w.Trace.Record(string(id), "restart-error", err.Error())
+		n.w.Trace.Record(string(id), "restart-error", n.w.errText(err))
 	}
 }
 

@@ -2,14 +2,19 @@ package scenarios
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/sim"
+	"github.com/raftsnap/testbed/sim/powerloss"
 )
 
 // The fault machinery of a world lives beside the node's life (world.go),
@@ -43,6 +48,15 @@ type nodeDisk struct {
 	dir        string
 	generation int
 	snapFS     *vfs.MemFS
+	// pages records what a bbolt node wrote to the bbolt files of dir
+	// since their last sync, for a power loss to drop or tear; current is
+	// true while dir is the node's current directory, for the hooks of
+	// instances that crashed since.
+	pages   *powerloss.Recorder
+	current *atomic.Bool
+	// cut is a power loss armed to strike at the node's next sync of a
+	// bbolt file (armPowerCut), nil if none is; guarded by the world's mu.
+	cut *powerCut
 }
 
 // newNodeDisk creates the empty disk of node id running engine.
@@ -55,6 +69,8 @@ func (w *World) newNodeDisk(id raft.ServerID, engine string) *nodeDisk {
 	case EngineBbolt, EngineCustom:
 		d.dir = d.dirOf(d.generation)
 		d.snapFS = vfs.NewCrashableMem()
+		d.pages, d.current = powerloss.NewRecorder(), &atomic.Bool{}
+		d.current.Store(true)
 	default:
 		panic("scenarios: unknown engine " + engine)
 	}
@@ -68,7 +84,13 @@ func (d *nodeDisk) dirOf(generation int) string {
 // storage is the state the node's next start opens. A Pebble node's is its
 // crashable memory FS, under the disk fault injector, under the planted
 // bug's wrapper if any; a bbolt or custom node's is its current directory
-// and its snapshot FS under the disk fault injector.
+// and its snapshot FS under the disk fault injector. bbolt nodes sync
+// (through the recorder, which makes no system call), so that a power loss
+// has durable state to fall back to: with NoSync nothing would ever be
+// durable, and a power loss could take the node's vote and acknowledged
+// entries with it, which no real deployment allows. Custom nodes keep
+// NoSync: their engine's files are not seen by the recorder, so they take
+// process crashes only.
 func (d *nodeDisk) storage() cluster.Storage {
 	switch d.engine {
 	case EnginePebble:
@@ -80,7 +102,12 @@ func (d *nodeDisk) storage() cluster.Storage {
 	case EngineCustom:
 		return cluster.CustomStorage{Dir: d.dir, OpenEngine: d.w.newEngine, NoSync: true, SnapshotFS: d.underFaults(d.snapFS)}
 	default:
-		return cluster.BoltStorage{Dir: d.dir, NoSync: true, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.underFaults(d.snapFS)}
+		var hook bolt.FileHook = d.pages
+		if m := d.w.mutation; m != nil && m.BoltFile != nil {
+			hook = m.BoltFile(hook)
+		}
+		hook = syncTap{FileHook: hook, w: d.w, id: d.id, current: d.current}
+		return cluster.BoltStorage{Dir: d.dir, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.underFaults(d.snapFS), FileHook: hook, ArrayFreelist: true}
 	}
 }
 
@@ -115,8 +142,21 @@ func (d *nodeDisk) crash(powerLoss bool, keepPercent int, crashSeed sim.Seed) (d
 		if err := cluster.CopyDir(d.dir, dir); err != nil {
 			return "", err
 		}
-		d.dir = dir
-		if d.snapFS, err = powerLossClone(d.snapFS, 100, crashSeed); err != nil {
+		keep := 100
+		if powerLoss && d.takesPowerLoss() {
+			keep = min(max(keepPercent, 0), 100)
+			st, err := d.pages.Apply(d.dir, dir, func(rel string, rank int) powerloss.Fate {
+				return pageFate(crashSeed.Child(rel), rank, keep)
+			})
+			if err != nil {
+				return "", err
+			}
+			detail = fmt.Sprintf("power-loss unsynced-kept=%d%% %s", keep, st)
+		}
+		d.current.Store(false)
+		d.dir, d.pages, d.current = dir, powerloss.NewRecorder(), &atomic.Bool{}
+		d.current.Store(true)
+		if d.snapFS, err = powerLossClone(d.snapFS, keep, crashSeed); err != nil {
 			return "", err
 		}
 	}
@@ -134,6 +174,12 @@ func (w *World) takesPowerLoss(id raft.ServerID) bool {
 	return !w.commonFaults && w.nodes[id].disk.takesPowerLoss()
 }
 
+func (w *World) engineOf(id raft.ServerID) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].engine
+}
+
 // disk returns the disk fault injector of node id.
 func (w *World) disk(id raft.ServerID) *simDisk {
 	w.mu.Lock()
@@ -141,9 +187,109 @@ func (w *World) disk(id raft.ServerID) *simDisk {
 	return w.nodes[id].disk.injector()
 }
 
+// powerCut is a power loss waiting for a bbolt node's next sync.
+type powerCut struct {
+	keepPercent int
+	down        time.Duration
+	// syncs counts down the syncs to let through first.
+	syncs int
+}
+
+// armPowerCut makes a power loss strike bbolt node id at its next sync of
+// a bbolt file, before the sync takes effect, keeping each unsynced page
+// with probability keepPercent; the node restarts after down. A power
+// loss at any other instant would find nothing unsynced: bbolt syncs
+// before every commit returns, and a crash instant is one at which the
+// rest of the run is blocked (see sim.Quiescer), so never inside a commit.
+// At a sync the pages of the commit in progress are unsynced: its data
+// pages at the first, its meta page at the second; which of the node's
+// next two syncs it strikes at is hashed from (seed, node, incarnation).
+func (w *World) armPowerCut(id raft.ServerID, keepPercent int, down time.Duration) {
+	w.mu.Lock()
+	inc := w.nodes[id].incarnation
+	skip := int(w.Seed.Child(fmt.Sprintf("power-cut/%s/%d", id, inc)).Hash(0) % 2)
+	w.nodes[id].disk.cut = &powerCut{keepPercent: keepPercent, down: down, syncs: skip}
+	w.mu.Unlock()
+	w.Trace.Record(string(id), "power-loss-armed", fmt.Sprintf("at sync %d from now, unsynced-kept=%d%% down=%v", skip+1, keepPercent, down))
+}
+
+// disarmPowerCut disarms a power loss armed on id that has not struck.
+func (w *World) disarmPowerCut(id raft.ServerID) {
+	w.mu.Lock()
+	d := w.nodes[id].disk
+	armed := d.cut != nil
+	d.cut = nil
+	w.mu.Unlock()
+	if armed {
+		w.Trace.Record(string(id), "power-loss-unfired", "no sync before it healed")
+	}
+}
+
+// firePowerCut strikes the power loss armed on id, if any, from inside
+// its sync of file. It runs inside bbolt's commit, which holds bbolt's
+// locks, so it must not wait for the rest of the bubble (crashNow's
+// quiesce): the store call it runs in has waited already.
+func (w *World) firePowerCut(id raft.ServerID, file string) bool {
+	var cut powerCut
+	claim := func(s *slot) bool {
+		if s.disk.cut == nil {
+			return false
+		}
+		if s.disk.cut.syncs > 0 {
+			s.disk.cut.syncs--
+			return false
+		}
+		cut, s.disk.cut = *s.disk.cut, nil
+		return true
+	}
+	note := func() { w.Trace.Record(string(id), "power-loss-strikes", "at a sync of "+file) }
+	crash := func() (bool, int) { return true, cut.keepPercent }
+	down := func() time.Duration { return cut.down }
+	return w.crashInBackground(id, w.incarnationOf(id), claim, note, crash, down, false)
+}
+
+// syncTap strikes an armed power cut when bbolt syncs a file of the
+// node's current directory.
+type syncTap struct {
+	bolt.FileHook
+	w       *World
+	id      raft.ServerID
+	current *atomic.Bool
+}
+
+func (t syncTap) Sync(f *os.File) error {
+	if t.current.Load() && t.w.powerCutArmed(t.id) {
+		t.w.firePowerCut(t.id, filepath.Base(f.Name()))
+	}
+	return t.FileHook.Sync(f)
+}
+
+func (w *World) powerCutArmed(id raft.ServerID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].disk.cut != nil
+}
+
 // takesPowerLoss reports whether a power loss drops the node's unsynced
 // writes; otherwise it gets a process crash instead.
-func (d *nodeDisk) takesPowerLoss() bool { return d.engine == EnginePebble }
+func (d *nodeDisk) takesPowerLoss() bool { return d.engine == EnginePebble || d.engine == EngineBbolt }
+
+// pageFate decides what a power loss does to an unsynced page of a bbolt
+// file, hashed from (seed, rank) with seed a child of the crash's seed for
+// the file and rank the page's place in the order of writes since the last
+// sync (see powerloss.Recorder.Apply): kept with probability keepPercent,
+// otherwise torn one time in four (the first 1-7 of its 512-byte sectors
+// new, the rest old) and lost the other three.
+func pageFate(seed sim.Seed, rank int, keepPercent int) powerloss.Fate {
+	h := seed.Hash(uint64(rank))
+	switch {
+	case h%100 < uint64(keepPercent):
+		return powerloss.Kept
+	case (h>>32)%4 == 0:
+		return powerloss.Fate{Sectors: 1 + int((h>>40)%(powerloss.PageSize/powerloss.SectorSize-1))}
+	}
+	return powerloss.Lost
+}
 
 // injector is the disk fault injector of the node.
 func (d *nodeDisk) injector() *simDisk { return d.faults }

@@ -2,6 +2,8 @@ package scenarios
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -45,5 +47,41 @@ func TestBboltSnapshotStoreTakesDiskErrors(t *testing.T) {
 	if injected == full+reads || full == 0 || reads == 0 || persistFull == 0 {
 		t.Fatalf("over seeds 1..3: %d errors injected, %d of them ENOSPC (%d reached Persist), %d failed reads; want some of each",
 			injected, full, persistFull, reads)
+	}
+}
+
+// A power loss on a bbolt node strikes at its next sync, inside a commit,
+// and loses or tears the pages written since the last one (here every
+// unsynced page is lost or torn); bbolt falls back to its previous commit,
+// the node restarts from that and the run converges.
+func TestBboltPowerLossLosesUnsyncedPages(t *testing.T) {
+	defer hangWatchdog(t, "bbolt power loss")()
+	pages := regexp.MustCompile(`pages kept=(\d+) lost=(\d+) torn=(\d+)`)
+	var strikes, lost int
+	for seed := uint64(1); seed <= 3; seed++ {
+		s := faults.Schedule{Nodes: 5, Duration: 30 * time.Second, Faults: []faults.Fault{
+			{At: 4 * time.Second, Duration: 3 * time.Second, Kind: faults.KindPowerLoss, Target: leaderTarget, UnsyncedDataPercent: 100},
+			{At: 12 * time.Second, Duration: 3 * time.Second, Kind: faults.KindPowerLoss, Target: followerTarget, UnsyncedDataPercent: 100},
+			{At: 20 * time.Second, Duration: 3 * time.Second, Kind: faults.KindPowerLoss, Target: leaderTarget, UnsyncedDataPercent: 100},
+		}}
+		rep, err := Run(t, Options{Seed: seed, Scenario: "partition-heal", Engine: EngineBbolt, Schedule: &s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		requirePass(t, seed, rep)
+		strikes += traceHas(rep.Events, "power-loss-strikes", "")
+		for _, e := range rep.Events {
+			if m := pages.FindStringSubmatch(e.Detail); e.Kind == "crash" && m != nil {
+				if m[1] != "0" {
+					t.Fatalf("seed %d: pages kept at 0%% kept: %q", seed, e.Detail)
+				}
+				l, _ := strconv.Atoi(m[2])
+				tn, _ := strconv.Atoi(m[3])
+				lost += l + tn
+			}
+		}
+	}
+	if strikes == 0 || lost == 0 {
+		t.Fatalf("over seeds 1..3: %d power losses struck, %d pages lost or torn; want some of each", strikes, lost)
 	}
 }

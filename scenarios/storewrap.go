@@ -3,6 +3,7 @@ package scenarios
 import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/raftsnap/testbed/cluster"
 )
@@ -20,6 +21,9 @@ type Mutation struct {
 	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
 	// FS wraps a Pebble node's filesystem.
 	FS func(vfs.FS) vfs.FS
+	// BoltFile wraps what performs a bbolt node's writes to and syncs of
+	// its bbolt files (the power-loss recorder).
+	BoltFile func(bolt.FileHook) bolt.FileHook
 	// Client wraps each workload client.
 	Client func(c *cluster.Client, w *World) Doer
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -722,4 +723,11 @@ func (w *World) Shutdown() error {
 		return fmt.Errorf("scenarios: shutdown: %v", errs)
 	}
 	return nil
+}
+
+// errText is err's text for the trace, with the run's temporary directory
+// (which differs from run to run) named $TMP, so that an error naming a
+// node's file does not change the trace hash of a run that replays.
+func (w *World) errText(err error) string {
+	return strings.ReplaceAll(err.Error(), w.tempDir, "$TMP")
 }

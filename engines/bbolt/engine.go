@@ -85,6 +85,16 @@ type Options struct {
 	// makes the new contents live. It serves metrics and crash-point tests;
 	// it may read the engine but should return quickly.
 	OnInstallCommit func(swapped bool)
+	// ArrayFreelist allocates pages from bbolt's array freelist instead of
+	// its hashmap freelist: slower on large fragmented files, but the page
+	// numbers of a write then follow from the writes alone (the hashmap
+	// freelist allocates in Go's random map order), so a simulated power
+	// loss that tears pages tears the same ones on every run.
+	ArrayFreelist bool
+	// FileHook, if set, performs the database file's writes and syncs
+	// (see third_party/bbolt): a simulator records there what a power
+	// loss would lose.
+	FileHook bolt.FileHook
 }
 
 // Engine is an engines.Engine over one bbolt file. It is safe for
@@ -115,21 +125,44 @@ func Open(path string, opts Options) (*Engine, error) {
 	if opts.StagingTxBytes <= 0 {
 		opts.StagingTxBytes = DefaultStagingTxBytes
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         lockTimeout,
-		NoSync:          opts.NoSync,
-		NoGrowSync:      opts.NoSync,
-		InitialMmapSize: opts.InitialMmapSize,
-		FreelistType:    bolt.FreelistMapType,
+	freelist := bolt.FreelistMapType
+	if opts.ArrayFreelist {
+		freelist = bolt.FreelistArrayType
+	}
+	var db *bolt.DB
+	err := notPanicking(func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:         lockTimeout,
+			NoSync:          opts.NoSync,
+			NoGrowSync:      opts.NoSync,
+			InitialMmapSize: opts.InitialMmapSize,
+			FreelistType:    freelist,
+			FileHook:        opts.FileHook,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bbolt: open %s: %w", path, err)
 	}
-	if err := db.Update(prepare); err != nil {
+	if err := notPanicking(func() error { return db.Update(prepare) }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bbolt: open %s: %w", path, err)
 	}
 	return &Engine{db: db, stagingTxBytes: opts.StagingTxBytes, onInstallCommit: opts.OnInstallCommit}, nil
+}
+
+// notPanicking runs fn and turns a panic into an error wrapping ErrCorrupt.
+// bbolt panics instead of returning an error when a page is not what its
+// parent says it is (a damaged file, e.g. one a power loss tore on a disk
+// that lost its fsyncs); a node that cannot open its state should say so,
+// not end its process.
+func notPanicking(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: bbolt panicked: %v", ErrCorrupt, r)
+		}
+	}()
+	return fn()
 }
 
 // prepare deletes leftover staging buckets, creates the buckets a new file

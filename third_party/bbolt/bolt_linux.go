@@ -1,0 +1,13 @@
+package bbolt
+
+import (
+	"syscall"
+)
+
+// fdatasync flushes written data to a file descriptor.
+func fdatasync(db *DB) error {
+	if db.fileHook != nil { // raftsnap patch: see Options.FileHook
+		return db.fileHook.Sync(db.file)
+	}
+	return syscall.Fdatasync(int(db.file.Fd()))
+}
