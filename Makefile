@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 5x
 
-.PHONY: test vet fmt-check fuzz bench soak ci cover timeline-screenshot
+.PHONY: test vet fmt-check fuzz bench soak ci cover timeline-screenshot repro-raft-697 repro-raft-697-panic repro-raft-498 repro-upstream
 
 test:
 	$(GO) test ./...
@@ -65,3 +65,21 @@ cover:
 # seed's HTML report. Needs chromium on PATH.
 timeline-screenshot:
 	SIMRUN_REQUIRE_BROWSER=1 SIMRUN_SCREENSHOT=$(CURDIR)/docs/timeline.png $(GO) test -count=1 -run '^TestSeedReportRendersInABrowser$$' ./cmd/simrun
+
+# Known upstream bugs, each replayed in one command from its minimal saved
+# schedule (testdata/repro): prints the run and the bug's fingerprint, and
+# fails unless simrun classifies the run as that bug.
+repro-raft-697:
+	@testdata/repro/replay.sh hashicorp/raft#697 --seed=74 --scenario=snapshot-install --engine=pebble --schedule=testdata/repro/raft-697.json
+
+repro-raft-697-panic:
+	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json
+
+repro-raft-498:
+	@testdata/repro/replay.sh hashicorp/raft#498 --seed=355 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-498.json
+
+# The standalone reproductions against unpatched hashicorp/raft v1.8.0
+# (repro/, a module of its own): each bug's test fails while the bug is
+# there, so this target fails; the control test passes.
+repro-upstream:
+	cd repro && $(GO) test -count=1 -v ./...

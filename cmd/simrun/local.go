@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftsnap/testbed/faults"
 	"github.com/raftsnap/testbed/scenarios"
 	"github.com/raftsnap/testbed/sim"
 )
@@ -76,6 +77,13 @@ func runSeed(t *testing.T, c config, seed uint64) scenarios.Report {
 	}
 	if c.bug != nil {
 		opts.Mutation = c.bug.Mutation()
+	}
+	if c.saveSchedule != "" {
+		// Saved before the run too: a run whose process dies of a
+		// dependency's panic leaves its schedule all the same.
+		if err := plannedSchedule(opts).Save(c.saveSchedule); err != nil {
+			return scenarios.Report{Seed: seed, Scenario: opts.Scenario, Engine: opts.Engine, Violations: []string{"saving schedule: " + err.Error()}}
+		}
 	}
 	var rep scenarios.Report
 	var err error
@@ -223,5 +231,18 @@ func repro(c config, seed uint64) string {
 	if c.opts.NoPipelining {
 		r += " --no-pipelining"
 	}
+	if c.schedulePath != "" {
+		r += " --schedule=" + c.schedulePath
+	}
 	return r
+}
+
+// plannedSchedule is the fault schedule a run of opts will follow: the one
+// it replays, or the one its seed generates. parse has resolved opts.
+func plannedSchedule(opts scenarios.Options) faults.Schedule {
+	o, sc, _ := scenarios.Resolve(opts)
+	if o.Schedule != nil {
+		return *o.Schedule
+	}
+	return scenarios.ScheduleFor(sc, o.Seed, o.Nodes, o.Duration)
 }

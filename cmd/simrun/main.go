@@ -52,6 +52,8 @@ type config struct {
 	excludeKnown     bool
 	bug              *canaries.Bug
 	listBugs         bool
+	listKnown        bool
+	schedulePath     string
 	scenarioSet      bool
 	engineSet        bool
 	shrink           bool
@@ -98,6 +100,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.listScenarios, "list-scenarios", false, "list the scenarios and exit")
 	bugName := fs.String("bug", "", "plant the bug `NAME` (see --list-bugs) and hunt it: stop at the first seed whose checkers catch it; exit 0 if caught, 1 if not")
 	fs.BoolVar(&c.listBugs, "list-bugs", false, "list the planted bugs (canaries) and exit")
+	fs.BoolVar(&c.listKnown, "list-known", false, "list the known upstream bugs and their fingerprints and exit")
 	fs.BoolVar(&c.shrink, "shrink", false, "when a seed fails, search for a smaller fault schedule and safety phase that fail the same way, and print its repro")
 	fs.IntVar(&c.shrinkRuns, "shrink-runs", 150, "at most `N` runs per shrink")
 	fs.StringVar(&c.shrinkOut, "shrink-dir", ".", "write shrunk schedules into `DIR`")
@@ -127,7 +130,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		c.scenarioSet = c.scenarioSet || f.Name == "scenario"
 		c.engineSet = c.engineSet || f.Name == "engine"
 	})
-	if c.listScenarios || c.listBugs || c.coverReport != "" {
+	if c.listScenarios || c.listBugs || c.listKnown || c.coverReport != "" {
 		return c, nil
 	}
 	if c.coverDir != "" {
@@ -202,6 +205,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, usagef("--trace, --timeline and --save-schedule take one seed, not %d", len(c.seeds))
 	}
 	if *schedule != "" {
+		c.schedulePath = *schedule
 		s, err := faults.Load(*schedule)
 		if err != nil {
 			return c, usagef("--schedule=%s: %v", *schedule, err)
@@ -238,6 +242,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if c.coverReport != "" {
 		return coverReport(c.coverReport, stdout, stderr, c.json)
+	}
+	if c.listKnown {
+		for _, f := range scenarios.Fingerprints {
+			fmt.Fprintf(stdout, "%s\n    %s\n", f.Name, f.Description)
+		}
+		return 0
 	}
 	if c.listBugs {
 		for _, b := range canaries.All() {

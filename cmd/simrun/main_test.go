@@ -180,3 +180,17 @@ func TestDifferentialOfAKnownSeedIsKnown(t *testing.T) {
 		t.Errorf("signature %q", rep.Signature)
 	}
 }
+
+func TestReproOfAReplayedScheduleNamesTheSchedule(t *testing.T) {
+	path := filepath.Join("..", "..", "testdata", "repro", "raft-697.json")
+	c, err := parse([]string{"--seed=74", "--schedule=" + path}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := repro(c, 74); !strings.HasSuffix(got, " --schedule="+path) {
+		t.Fatalf("repro %q does not replay %s", got, path)
+	}
+	if got := plannedSchedule(c.opts); got.String() != c.opts.Schedule.String() {
+		t.Fatalf("planned schedule is not the replayed one:\n%s\nwant\n%s", got, c.opts.Schedule)
+	}
+}
