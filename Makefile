@@ -70,13 +70,13 @@ timeline-screenshot:
 # schedule (testdata/repro): prints the run and the bug's fingerprint, and
 # fails unless simrun classifies the run as that bug.
 repro-raft-697:
-	@testdata/repro/replay.sh hashicorp/raft#697 --seed=74 --scenario=snapshot-install --engine=pebble --schedule=testdata/repro/raft-697.json
+	@testdata/repro/replay.sh hashicorp/raft#697 --seed=74 --scenario=snapshot-install --engine=pebble --schedule=testdata/repro/raft-697.json --no-pipelining
 
 repro-raft-697-panic:
-	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json
+	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json --no-pipelining
 
 repro-raft-498:
-	@testdata/repro/replay.sh hashicorp/raft#498 --seed=355 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-498.json
+	@testdata/repro/replay.sh hashicorp/raft#498 --seed=355 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-498.json --no-pipelining
 
 # The standalone reproductions against unpatched hashicorp/raft v1.8.0
 # (repro/, a module of its own): each bug's test fails while the bug is

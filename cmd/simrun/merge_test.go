@@ -153,8 +153,9 @@ func TestMergeFlagsAConflictAndRejectsBadInput(t *testing.T) {
 
 // A sweep run as four shards of a batch system (Kubernetes' index in
 // JOB_COMPLETION_INDEX) merges into the same runs as the sweep run whole,
-// seed for seed. The range holds a known upstream seed, so the merge has a
-// failure to carry.
+// seed for seed. The range holds a known upstream seed (74, without
+// pipelining, as the known-bug cases run), so the merge has a failure to
+// carry.
 func TestMergeOfFourShardsEqualsTheUnshardedSweep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 2x8 seeds")
@@ -170,7 +171,7 @@ func TestMergeOfFourShardsEqualsTheUnshardedSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		cmd := exec.Command(exe, "--seeds=70..77", "--json", "--jobs=2")
+		cmd := exec.Command(exe, "--seeds=70..77", "--json", "--jobs=2", "--no-pipelining")
 		if len(env) > 0 {
 			cmd.Args = append(cmd.Args, "--shard=auto", "--shard-count=4")
 		}
