@@ -54,7 +54,7 @@ COVERPKG     = github.com/hashicorp/raft,./cluster/...,./snapshot/...,./cmd/simr
 
 cover:
 	$(GO) build -cover -covermode=atomic -coverpkg=$(COVERPKG) -o bin/simrun-cover ./cmd/simrun
-	rm -rf $(COVERDIR)
+	rm -rf $(COVERDIR) && mkdir -p $(COVERDIR)/process
 	set -e; for s in $(SCENARIOS); do for e in pebble bbolt; do \
 		GOCOVERDIR=$(COVERDIR)/process bin/simrun-cover --scenario=$$s --engine=$$e --seeds=$(COVER_SEEDS) --jobs=$(JOBS) --exclude-known --cover=$(COVERDIR)/ >/dev/null; \
 	done; done

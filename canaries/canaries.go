@@ -20,6 +20,7 @@ import (
 
 	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/scenarios"
+	"github.com/raftsnap/testbed/sim"
 )
 
 // Layers a bug can live in.
@@ -29,6 +30,7 @@ const (
 	LayerStateMachine = "state-machine"
 	LayerClient       = "client"
 	LayerStorage      = "storage"
+	LayerTransport    = "transport"
 )
 
 // Checkers, by the prefix their violations carry.
@@ -194,6 +196,20 @@ var catalog = []Bug{
 		Engine:   scenarios.EnginePebble,
 		Mutation: func() *scenarios.Mutation {
 			return &scenarios.Mutation{Name: "read-without-leadership-check", Client: newLocalReadClient}
+		},
+	},
+	{
+		Name: "pipeline-acks-lost-appends",
+		Description: "the transport's AppendEntries pipeline fills in each response as a success before sending and leaves it so " +
+			"when the request is lost, cut by a partition or times out: the leader counts entries a follower never got " +
+			"towards commitment (only pipelined replication takes this path)",
+		Layer:    LayerTransport,
+		Catcher:  CheckerRaft,
+		Scenario: "partition-heal",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "pipeline-acks-lost-appends",
+				Transport: func(t *sim.Transport) raft.Transport { return ackLostTransport{t} }}
 		},
 	},
 }

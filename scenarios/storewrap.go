@@ -6,6 +6,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/sim"
 )
 
 // Mutation plants a bug into a run, for the canaries that prove the
@@ -26,6 +27,8 @@ type Mutation struct {
 	BoltFile func(bolt.FileHook) bolt.FileHook
 	// Client wraps each workload client.
 	Client func(c *cluster.Client, w *World) Doer
+	// Transport wraps a node's network endpoint.
+	Transport func(*sim.Transport) raft.Transport
 }
 
 // wrapStores wraps the stores that instance inc of node id opened,

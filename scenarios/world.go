@@ -207,6 +207,8 @@ func (w *World) Start(id raft.ServerID) error {
 		w.inmem[id] = t
 		w.mu.Unlock()
 		tr = t
+	} else if w.mutation != nil && w.mutation.Transport != nil {
+		tr = w.mutation.Transport(w.Net.Transport(id))
 	} else {
 		tr = w.Net.Transport(id)
 	}
