@@ -29,7 +29,7 @@ func TestCatalog(t *testing.T) {
 			t.Errorf("%q: a field is unset: %+v", b.Name, b)
 			continue
 		}
-		if !slices.Contains([]string{LayerEngine, LayerStream, LayerStateMachine, LayerClient, LayerStorage}, b.Layer) {
+		if !slices.Contains([]string{LayerEngine, LayerStream, LayerStateMachine, LayerClient, LayerStorage, LayerTransport}, b.Layer) {
 			t.Errorf("%s: unknown layer %q", b.Name, b.Layer)
 		}
 		if !slices.Contains([]string{CheckerSnapshotIntegrity, CheckerConvergence, CheckerDurability, CheckerLinearizability, CheckerLiveness, CheckerRaft}, b.Catcher) {
@@ -42,7 +42,7 @@ func TestCatalog(t *testing.T) {
 			t.Errorf("%s: unknown engine %q", b.Name, b.Engine)
 		}
 		m := b.Mutation()
-		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.BoltFile == nil && m.Client == nil) {
+		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.BoltFile == nil && m.Client == nil && m.Transport == nil) {
 			t.Errorf("%s: mutation %+v plants nothing or is misnamed", b.Name, m)
 		}
 		if m2 := b.Mutation(); m2 == m {
