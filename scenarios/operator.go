@@ -232,6 +232,7 @@ func (o *operator) backup() {
 		o.record(OpBackup, "skipped: no leader")
 		return
 	}
+	inc := o.w.incarnationOf(leader.ID)
 	f := leader.Raft.Snapshot()
 	if err := f.Error(); err != nil {
 		// Nothing new to snapshot, or a snapshot already running: an
@@ -251,9 +252,12 @@ func (o *operator) backup() {
 	o.lastDigest = checkers.NodeState{Pairs: pairs}.Digest()
 	o.record(OpBackup, fmt.Sprintf("node=%s index=%d term=%d size=%d pairs=%d err=%v", leader.ID, meta.Index, meta.Term, meta.Size, len(pairs), err))
 	if err != nil {
-		// A node may be crashed under the reader; a damaged backup that
-		// decodes is what the check below catches.
-		if !errors.Is(err, raft.ErrRaftShutdown) && leader.Raft.State() != raft.Shutdown {
+		// A node may be crashed under the reader (a crash tap on its
+		// snapshot store, or the nemesis); a damaged backup that decodes
+		// is what the check below catches.
+		crashed := errors.Is(err, errCrashed) || errors.Is(err, raft.ErrRaftShutdown) ||
+			leader.Raft.State() == raft.Shutdown || o.w.incarnationOf(leader.ID) != inc
+		if !crashed {
 			o.fail("backup: the user snapshot of %s at index %d does not decode: %v", leader.ID, meta.Index, err)
 		}
 		return
