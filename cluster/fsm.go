@@ -304,15 +304,25 @@ func (f *FSM) Failed() error {
 // received snapshot and the engine's install committing, and the log below
 // that snapshot may already be compacted away. So: if the newest snapshot is
 // ahead of the engine, install it now. It returns whether it installed one.
+//
+// A stored snapshot the store refuses (snapshot.ErrRefused: it rotted on
+// disk) is skipped for the next newest, as raft's own restore does.
 func RecoverFromSnapshots(f *FSM, store raft.SnapshotStore) (bool, error) {
 	metas, err := store.List()
 	if err != nil {
 		return false, fmt.Errorf("cluster: listing snapshots: %w", err)
 	}
+	var rc io.ReadCloser
+	for len(metas) > 0 && metas[0].Index > f.Applied().Index {
+		_, rc, err = store.Open(metas[0].ID)
+		if !errors.Is(err, snapshot.ErrRefused) {
+			break
+		}
+		metas = metas[1:]
+	}
 	if len(metas) == 0 || metas[0].Index <= f.Applied().Index {
 		return false, nil
 	}
-	_, rc, err := store.Open(metas[0].ID)
 	if err != nil {
 		return false, fmt.Errorf("cluster: opening snapshot %s: %w", metas[0].ID, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -28,8 +29,13 @@ type NodeConfig struct {
 	// (for tracing, fault injection or planted bugs) before raft sees them.
 	Wrap func(*Stores)
 	// GuardSnapshots wraps the snapshot store raft uses; nil means
-	// snapshot.VerifyingStore, which refuses to keep a damaged stream.
+	// snapshot.NewVerifyingStore, which refuses to keep a damaged stream
+	// or to hand out a stored one that has since rotted, and then has the
+	// node take a fresh snapshot.
 	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
+	// WrapSnapshots, if set, wraps the guarded snapshot store (for
+	// tracing or fault injection).
+	WrapSnapshots func(raft.SnapshotStore) raft.SnapshotStore
 }
 
 // Node is one running raft server over its stores.
@@ -43,6 +49,8 @@ type Node struct {
 	RecoveredFromSnapshot bool
 
 	futures futures
+	// refresh takes a fresh snapshot after the store refused a stored one.
+	refresh snapshotRefresh
 }
 
 // StartNode opens the node's storage and starts raft on it. The engine is
@@ -62,11 +70,17 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, errors.Join(err, stores.Close())
 	}
+	n := &Node{ID: cfg.ID, FSM: fsm, Stores: stores}
 	guard := cfg.GuardSnapshots
 	if guard == nil {
-		guard = snapshot.VerifyingStore
+		guard = func(s raft.SnapshotStore) raft.SnapshotStore {
+			return snapshot.NewVerifyingStore(s, func(string, error) { n.refresh.ask() })
+		}
 	}
 	snaps := guard(stores.Snapshots)
+	if cfg.WrapSnapshots != nil {
+		snaps = cfg.WrapSnapshots(snaps)
+	}
 	recovered, err := RecoverFromSnapshots(fsm, snaps)
 	if err != nil {
 		return nil, errors.Join(err, stores.Close())
@@ -82,7 +96,50 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("cluster: starting raft on %s: %w", cfg.ID, err), stores.Close())
 	}
-	return &Node{ID: cfg.ID, Raft: r, FSM: fsm, Stores: stores, RecoveredFromSnapshot: recovered}, nil
+	n.Raft, n.RecoveredFromSnapshot = r, recovered
+	n.refresh.start(r)
+	return n, nil
+}
+
+// snapshotRefresh has raft take a fresh snapshot when the store refused a
+// stored one, on a goroutine of its own (the refusal comes from inside
+// raft's replication or restore), one at a time; Shutdown waits for it.
+type snapshotRefresh struct {
+	mu      sync.Mutex
+	raft    *raft.Raft
+	pending bool // asked for before raft started, or while one runs
+	running bool
+	wg      sync.WaitGroup
+}
+
+func (s *snapshotRefresh) ask() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = true
+	s.run()
+}
+
+func (s *snapshotRefresh) start(r *raft.Raft) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.raft = r
+	s.run()
+}
+
+// run starts a snapshot if one is pending and none runs; s.mu is held.
+func (s *snapshotRefresh) run() {
+	if s.raft == nil || s.running || !s.pending {
+		return
+	}
+	s.pending, s.running = false, true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.raft.Snapshot().Error() // if it fails, the next refusal asks again
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
 }
 
 // Shutdown stops raft, answers the futures it left unanswered (see
@@ -92,6 +149,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 // call it on its own.
 func (n *Node) Shutdown() error {
 	err := n.Raft.Shutdown().Error()
+	n.refresh.wg.Wait()
 	n.futures.releaseAll()
 	return errors.Join(err, n.Stores.Close())
 }

@@ -83,6 +83,14 @@ const (
 	KindRemoveNode Kind = "remove-node"
 )
 
+// Corruption at rest.
+const (
+	// KindSnapRot makes the target's stored snapshots rot for Duration:
+	// each one that is opened (to be sent, or restored) first has a byte
+	// flipped on disk, after the store accepted it whole.
+	KindSnapRot Kind = "snap-rot"
+)
+
 // Role says how a fault's target is chosen.
 type Role string
 
@@ -206,6 +214,7 @@ var kinds = []kindInfo{
 	{kind: KindAddVoter, instant: true, roles: addRoles},
 	{kind: KindAddLearner, instant: true, roles: addRoles},
 	{kind: KindRemoveNode, instant: true, roles: nodeRoles},
+	{kind: KindSnapRot, group: "snap-rot", roles: nodeRoles},
 }
 
 func info(k Kind) (kindInfo, bool) {

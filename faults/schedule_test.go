@@ -328,7 +328,9 @@ func size(s faults.Schedule) [7]float64 {
 	m[0] = float64(len(s.Faults))
 	for _, f := range s.Faults {
 		m[1] += float64(f.Duration)
-		m[2] += f.Probability
+		// In millionths: a float sum depends on the order of the faults,
+		// which a candidate that moves a fault's start may change.
+		m[2] += math.Round(f.Probability * 1e6)
 		m[3] += float64(f.DelayMin + f.DelayMax + f.Period)
 		m[4] += float64(f.Stall)
 		m[5] += float64(f.OffsetBytes)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/raftsnap/testbed/engines"
 	"github.com/raftsnap/testbed/faults"
-	"github.com/raftsnap/testbed/snapshot"
 )
 
 // CrashPoint is a step of the snapshot path at which a crash tap kills a
@@ -261,18 +260,15 @@ func (w *World) armedAfter(id raft.ServerID, point CrashPoint) (int64, bool) {
 	return 0, false
 }
 
-// tapGuard returns the snapshot-store guard of a node: guard (nil means
-// snapshot.VerifyingStore), wrapped, when crash taps are on, in the store
-// that counts the bytes of each snapshot written or read.
-func (w *World) tapGuard(id raft.ServerID, inc int, guard func(raft.SnapshotStore) raft.SnapshotStore) func(raft.SnapshotStore) raft.SnapshotStore {
+// tapSnapshots returns, when crash taps are on, the wrapper around a
+// node's guarded snapshot store that counts the bytes of each snapshot
+// written or read; nil otherwise.
+func (w *World) tapSnapshots(id raft.ServerID, inc int) func(raft.SnapshotStore) raft.SnapshotStore {
 	if !w.crashTaps {
-		return guard
-	}
-	if guard == nil {
-		guard = snapshot.VerifyingStore
+		return nil
 	}
 	return func(s raft.SnapshotStore) raft.SnapshotStore {
-		return &tapStore{SnapshotStore: guard(s), w: w, id: id, inc: inc}
+		return &tapStore{SnapshotStore: s, w: w, id: id, inc: inc}
 	}
 }
 

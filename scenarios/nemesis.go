@@ -352,6 +352,22 @@ func (n *nemesis) start(i int, f faults.Fault, flapStop map[int]chan struct{}, f
 			w.Trace.Record(string(id), "slow-disk-syncs", fmt.Sprintf("delayed=%d", disk.delayed.Load()-before))
 		}, nil
 
+	case faults.KindSnapRot:
+		id, err := n.resolve(f.Target)
+		if err != nil {
+			return nil, err
+		}
+		if w.commonFaults {
+			return nil, fmt.Errorf("disk faults are left out when engines are compared")
+		}
+		rot := w.rotOf(id)
+		before := rot.rotted.Load()
+		rot.on.Store(true)
+		return func() {
+			rot.on.Store(false)
+			w.Trace.Record(string(id), "snapshots-rotted", fmt.Sprintf("count=%d", rot.rotted.Load()-before))
+		}, nil
+
 	case faults.KindAddVoter, faults.KindAddLearner:
 		leader := w.Leader()
 		if leader == nil {

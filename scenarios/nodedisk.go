@@ -40,8 +40,10 @@ type nodeDisk struct {
 	// fs is a Pebble node's whole state, a crashable memory filesystem.
 	fs *vfs.MemFS
 	// faults injects disk faults into the memory filesystem: a Pebble
-	// node's fs, a bbolt or custom node's snapFS.
+	// node's fs, a bbolt or custom node's snapFS; rot corrupts its stored
+	// snapshots at rest.
 	faults *simDisk
+	rot    *snapRot
 	// dir and generation name a bbolt or custom node's current directory
 	// (a crash copies it to the next generation), and snapFS holds its
 	// snapshots (in memory, see cluster.BoltStorage.SnapshotFS).
@@ -61,7 +63,8 @@ type nodeDisk struct {
 
 // newNodeDisk creates the empty disk of node id running engine.
 func (w *World) newNodeDisk(id raft.ServerID, engine string) *nodeDisk {
-	d := &nodeDisk{w: w, id: id, engine: engine, faults: newSimDisk(w.Seed.Child("disk-" + string(id)))}
+	d := &nodeDisk{w: w, id: id, engine: engine, faults: newSimDisk(w.Seed.Child("disk-" + string(id))),
+		rot: newSnapRot(w.Seed.Child("rot-" + string(id)))}
 	switch engine {
 	case EnginePebble:
 		d.fs = vfs.NewCrashableMem()
@@ -111,9 +114,10 @@ func (d *nodeDisk) storage() cluster.Storage {
 	}
 }
 
-// underFaults puts a memory filesystem of the node under its disk faults.
+// underFaults puts a memory filesystem of the node under its disk faults:
+// rot at rest below, I/O errors above.
 func (d *nodeDisk) underFaults(fs *vfs.MemFS) vfs.FS {
-	return snapshotReads(errorfs.Wrap(fs, d.faults), d.faults)
+	return snapshotReads(errorfs.Wrap(d.rot.wrap(fs), d.faults), d.faults)
 }
 
 // crash replaces the disk with what a crash at this instant leaves of it,
@@ -163,6 +167,7 @@ func (d *nodeDisk) crash(powerLoss bool, keepPercent int, crashSeed sim.Seed) (d
 	// A disk fault ends with the instance that met it.
 	d.faults.setErrorProbability(0)
 	d.faults.setSyncDelay(0, 0)
+	d.rot.on.Store(false)
 	return detail, nil
 }
 
@@ -178,6 +183,13 @@ func (w *World) engineOf(id raft.ServerID) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.nodes[id].engine
+}
+
+// rotOf returns the corruption at rest of node id's snapshot store.
+func (w *World) rotOf(id raft.ServerID) *snapRot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodes[id].disk.rot
 }
 
 // disk returns the disk fault injector of node id.

@@ -35,7 +35,7 @@ func TestScriptsValidateAcrossSeeds(t *testing.T) {
 
 // Each scenario says what its safety and its liveness phases are.
 func TestScenariosDescribeBothPhases(t *testing.T) {
-	want := []string{"snapshot-install", "snapshot-crash", "partition-heal", "leader-churn", "membership", "mixed-engines", "swarm"}
+	want := []string{"snapshot-install", "snapshot-crash", "partition-heal", "leader-churn", "membership", "mixed-engines", "swarm", "snapshot-rot"}
 	for _, name := range want {
 		sc, ok := Lookup(name)
 		if !ok {
@@ -79,7 +79,7 @@ func TestSwarmOffersEveryKind(t *testing.T) {
 			on[k] = true
 		}
 	}
-	for _, k := range faults.Kinds() {
+	for _, k := range swarmKinds() {
 		if !on[k] {
 			t.Errorf("no swarm seed in 1..60 schedules a %s fault", k)
 		}

@@ -45,13 +45,11 @@ func (w *World) wrapStores(id raft.ServerID, inc int, st *cluster.Stores) {
 	quietStores(w.quiet, st)
 }
 
-// snapshotGuard returns the guard around the snapshot store of instance
-// inc of node id: the planted bug's (nil means snapshot.VerifyingStore),
-// under the crash taps' store when they are on.
-func (w *World) snapshotGuard(id raft.ServerID, inc int) func(raft.SnapshotStore) raft.SnapshotStore {
-	var guard func(raft.SnapshotStore) raft.SnapshotStore
+// snapshotGuard returns the guard around a node's snapshot store: the
+// planted bug's, or nil for the node's own (see cluster.NodeConfig).
+func (w *World) snapshotGuard() func(raft.SnapshotStore) raft.SnapshotStore {
 	if w.mutation != nil {
-		guard = w.mutation.GuardSnapshots
+		return w.mutation.GuardSnapshots
 	}
-	return w.tapGuard(id, inc, guard)
+	return nil
 }

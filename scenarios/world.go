@@ -226,7 +226,8 @@ func (w *World) Start(id raft.ServerID) error {
 			s.live = st.Engine
 			w.mu.Unlock()
 		},
-		GuardSnapshots: w.snapshotGuard(id, inc),
+		GuardSnapshots: w.snapshotGuard(),
+		WrapSnapshots:  w.tapSnapshots(id, inc),
 	})
 	if err != nil {
 		if c, ok := tr.(raft.WithClose); ok {

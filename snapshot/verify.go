@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
+	"sync"
 
 	"github.com/hashicorp/raft"
 )
@@ -71,17 +73,79 @@ func (c *Checker) Check() error {
 	return nil
 }
 
+// ErrRefused is returned by a VerifyingStore's Open for a stored snapshot
+// that cannot be read back whole and intact.
+var ErrRefused = errors.New("snapshot: stored snapshot refused")
+
 // VerifyingStore wraps a raft.SnapshotStore so that a sink refuses to keep
 // a stream that is not a whole, intact version-1 stream: its Close cancels
 // the underlying sink and fails. Raft keeps an InstallSnapshot body in its
 // store before it calls FSM.Restore and checks only the byte count; without
 // this a corrupted body would stay in the store as the newest snapshot (and
 // a node that later leads would send it on to others).
-func VerifyingStore(s raft.SnapshotStore) raft.SnapshotStore { return verifyingStore{s} }
+//
+// It also checks a stored snapshot before Open hands it out, because what
+// was whole when it was kept can rot on disk: Open reads it through once
+// and opens it again only if it is whole and intact, so a damaged snapshot
+// is neither sent (not one byte of it) nor restored. A refused snapshot
+// fails Open with ErrRefused and is left out of List from then on, so raft
+// turns to the next one; see NewVerifyingStore for how a node recovers.
+func VerifyingStore(s raft.SnapshotStore) raft.SnapshotStore { return NewVerifyingStore(s, nil) }
 
-type verifyingStore struct{ raft.SnapshotStore }
+// NewVerifyingStore is VerifyingStore that also calls onRefused (if not
+// nil) when Open refuses a snapshot, so that the node can take a fresh one
+// from its state machine: without it a leader whose newest snapshot rotted
+// has only older ones to send, which a follower behind the compacted log
+// cannot catch up from.
+func NewVerifyingStore(s raft.SnapshotStore, onRefused func(id string, err error)) raft.SnapshotStore {
+	return &verifyingStore{SnapshotStore: s, onRefused: onRefused, refused: map[string]bool{}}
+}
 
-func (v verifyingStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+type verifyingStore struct {
+	raft.SnapshotStore
+	onRefused func(id string, err error)
+
+	mu      sync.Mutex
+	refused map[string]bool
+}
+
+// List leaves out the snapshots Open refused.
+func (v *verifyingStore) List() ([]*raft.SnapshotMeta, error) {
+	metas, err := v.SnapshotStore.List()
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.DeleteFunc(metas, func(m *raft.SnapshotMeta) bool { return v.refused[m.ID] }), nil
+}
+
+// Open checks the whole stored stream before opening it for the caller.
+func (v *verifyingStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	_, rc, err := v.SnapshotStore.Open(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var c Checker
+	_, err = io.Copy(&c, rc)
+	err = errors.Join(err, rc.Close())
+	if err == nil {
+		err = c.Check()
+	}
+	if err != nil {
+		v.mu.Lock()
+		v.refused[id] = true
+		v.mu.Unlock()
+		err = fmt.Errorf("%w: %s is not whole and intact: %w", ErrRefused, id, err)
+		if v.onRefused != nil {
+			v.onRefused(id, err)
+		}
+		return nil, nil, err
+	}
+	return v.SnapshotStore.Open(id)
+}
+
+func (v *verifyingStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
 	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
 	sink, err := v.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
 	if err != nil {
