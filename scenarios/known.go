@@ -207,6 +207,8 @@ var KnownIssues = []KnownIssue{
 		Options: Options{Scenario: "partition-heal", Engine: EngineBbolt, Seed: 8, NoPipelining: true}},
 	{Name: "panic/partition-heal-100", Bug: RaftLogNotFoundPanic,
 		Options: Options{Scenario: "partition-heal", Engine: EnginePebble, Seed: 100, NoPipelining: true}},
+	{Name: "panic/membership-143-bbolt", Bug: RaftLogNotFoundPanic,
+		Options: Options{Scenario: "membership", Engine: EngineBbolt, Seed: 143, NoPipelining: true}},
 	{Name: "future-leak/swarm-355", Bug: RaftFutureLeak,
 		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 355, NoPipelining: true}},
 }
