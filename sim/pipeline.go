@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 		inprogress: make(chan *appendFuture, maxPipelined),
 		done:       make(chan raft.AppendFuture, maxPipelined),
 		shutdown:   make(chan struct{}),
+		broken:     make(chan struct{}),
 	}
 	go p.decode()
 	return p, nil
@@ -51,13 +53,26 @@ type pipeline struct {
 
 	closeOnce sync.Once
 	shutdown  chan struct{}
+	// broken is closed when a request fails: as on a connection that
+	// broke, every later send fails at once (raft then stops pipelining
+	// and closes the pipeline). Without it a sender blocked on a full
+	// pipeline after raft's decoder stopped reading waited forever.
+	breakOnce sync.Once
+	broken    chan struct{}
 }
+
+// errPipelineBroken is returned by sends on a pipeline one of whose
+// requests failed.
+var errPipelineBroken = errors.New("sim: pipeline broken by a failed AppendEntries")
 
 // AppendEntries sends args down the pipeline; resp is filled in before the
 // future completes. It blocks while maxPipelined requests are in flight.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
 	if isClosedCh(p.shutdown) {
 		return nil, raft.ErrPipelineShutdown
+	}
+	if isClosedCh(p.broken) {
+		return nil, errPipelineBroken
 	}
 	c, _, err := p.t.begin(kindAppendEntries, p.target, 0)
 	if err != nil {
@@ -77,6 +92,9 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 			}
 		}
 		f.err = err
+		if err != nil {
+			p.breakOnce.Do(func() { close(p.broken) })
+		}
 		close(f.ready)
 	}()
 	select {
@@ -89,6 +107,8 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		return f, nil
 	case <-p.shutdown:
 		return nil, raft.ErrPipelineShutdown
+	case <-p.broken:
+		return nil, errPipelineBroken
 	}
 }
 

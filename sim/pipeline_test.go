@@ -145,3 +145,29 @@ func TestClosedPipelineRefusesAndLeavesNothingRunning(t *testing.T) {
 		}
 	})
 }
+
+// As on a connection that broke: once a request failed, sends fail at once
+// instead of blocking on a full pipeline whose replies nobody reads (raft's
+// decoder stops at the first failure).
+func TestBrokenPipelineRefusesSendsInsteadOfBlocking(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(1, sim.NetworkOptions{}, "a", "b")
+		defer w.close(t)
+		w.net.Block("a", "b")
+		p, err := w.servers["a"].tr.AppendEntriesPipeline("b", "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var sendErr error
+		for i := 0; i < 1000 && sendErr == nil; i++ {
+			// Nobody reads p.Consumer(): without the broken state the
+			// 257th send would block for ever.
+			_, sendErr = p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: uint64(i)}, new(raft.AppendEntriesResponse))
+			time.Sleep(time.Millisecond)
+		}
+		if sendErr == nil {
+			t.Fatal("1000 sends through a cut link all succeeded")
+		}
+	})
+}
