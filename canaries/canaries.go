@@ -138,7 +138,7 @@ var catalog = []Bug{
 		Description: "the engine does not read its applied position back when it opens, so after a restart the state machine " +
 			"believes it applied nothing and applies again every log entry raft replays",
 		Layer:    LayerStateMachine,
-		Catcher:  CheckerRaft,
+		Catcher:  CheckerLiveness,
 		Scenario: "leader-churn",
 		Engine:   scenarios.EnginePebble,
 		Mutation: wrapEngine("reapply-after-restart", func(st *cluster.Stores) {
@@ -150,7 +150,7 @@ var catalog = []Bug{
 		Description: "every fsync of a Pebble node's files and directories is silently dropped (engine, raft log, snapshots): " +
 			"harmless until a power loss, which then takes the node's files, acknowledged log entries and votes with it",
 		Layer:    LayerStorage,
-		Catcher:  CheckerLiveness,
+		Catcher:  CheckerRaft,
 		Scenario: "snapshot-crash",
 		Engine:   scenarios.EnginePebble,
 		Mutation: func() *scenarios.Mutation {
@@ -170,6 +170,19 @@ var catalog = []Bug{
 				return &lateMetaBolt{FileHook: h, metaLast: map[string]bool{}}
 			}}
 		},
+	},
+	{
+		Name: "hollow-durability-barrier",
+		Description: "the engine's durability barrier (engines.Syncer) returns without syncing, so a zero-copy store " +
+			"records a local snapshot that only unsynced engine writes back and raft compacts its log against it: a " +
+			"power loss then takes the engine below the snapshot, with the log that would have replayed it gone",
+		Layer:    LayerEngine,
+		Catcher:  CheckerLiveness,
+		Scenario: "snapshot-crash",
+		Engine:   scenarios.EnginePebble,
+		Mutation: wrapEngine("hollow-durability-barrier", func(st *cluster.Stores) {
+			st.Engine = hollowBarrierEngine{Engine: st.Engine}
+		}),
 	},
 	{
 		Name: "blind-retry",

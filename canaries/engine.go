@@ -234,3 +234,13 @@ func (s *sliceIter) Err() error    { return nil }
 type forgetfulEngine struct{ engines.Engine }
 
 func (e *forgetfulEngine) Applied() (engines.Applied, error) { return engines.Applied{}, nil }
+
+// Each planted engine bug keeps the engine's durability barrier
+// (engines.Syncer), so that the node still runs the zero-copy store: the
+// bug, not a missing capability, is what the checkers must find.
+
+func (e *liveViewEngine) Sync() error  { return engines.Sync(e.Engine) }
+func (e *staleKeysEngine) Sync() error { return engines.Sync(e.Engine) }
+func (e *nonAtomicEngine) Sync() error { return engines.Sync(e.Engine) }
+func (e *lenientEngine) Sync() error   { return engines.Sync(e.Engine) }
+func (e *forgetfulEngine) Sync() error { return engines.Sync(e.Engine) }

@@ -189,7 +189,10 @@ type stateChange struct {
 // ended by a "crash" event in the trace. What a process did strictly
 // before its crash instant is durable (an apply is recorded only after the
 // engine wrote it, synced, and a killed process keeps its committed
-// writes), so the next Start must resume at or above it. What it did at or
+// writes), so the next Start must resume at or above it; for a node whose
+// engine does not sync every write (Start.Unsynced), only what it had made
+// durable counts: its installs and the local snapshots it kept (RunLog's
+// Durable), since raft replays the log above them. What it did at or
 // after the crash instant is not: the old process keeps running until it
 // is shut down, but its writes land on state nobody reads, so those
 // records are judged by neither rule (applyAgreement and SnapshotIntegrity
@@ -217,6 +220,10 @@ func appliedNeverBackwards(events []sim.Event, log RunLog) []string {
 	for _, in := range log.Installs {
 		installs[in.Node] = append(installs[in.Node], stateChange{at: in.At, index: in.Index, install: true})
 	}
+	durables := map[string][]stateChange{}
+	for _, d := range log.Durable {
+		durables[d.Node] = append(durables[d.Node], stateChange{at: d.At, index: d.Index})
+	}
 	starts := map[string][]Start{}
 	for _, s := range log.Starts {
 		starts[s.Node] = append(starts[s.Node], s)
@@ -239,7 +246,8 @@ func appliedNeverBackwards(events []sim.Event, log RunLog) []string {
 			starts[node] = []Start{{Node: node, At: changes[0].at}}
 		}
 		slices.SortStableFunc(crashes[node], cmp.Compare)
-		out = append(out, nodeNeverBackwards(node, starts[node], crashes[node], changes)...)
+		slices.SortStableFunc(durables[node], func(a, b stateChange) int { return cmp.Compare(a.at, b.at) })
+		out = append(out, nodeNeverBackwards(node, starts[node], crashes[node], changes, durables[node])...)
 	}
 	return out
 }
@@ -272,19 +280,21 @@ func mergeChanges(applies, installs []stateChange) []stateChange {
 	return out
 }
 
-func nodeNeverBackwards(node string, starts []Start, crashes []time.Duration, changes []stateChange) []string {
+func nodeNeverBackwards(node string, starts []Start, crashes []time.Duration, changes, durables []stateChange) []string {
 	var out []string
-	// durable is what the previous process had reached before its crash;
-	// lastInstall is the highest snapshot index installed by a process
-	// before its crash (or by the running one).
+	// durable is what the previous process had reached before its crash
+	// (for an unsynced engine, what it had made durable); lastInstall is
+	// the highest snapshot index installed by a process before its crash
+	// (or by the running one).
 	var durable, lastInstall stateChange
-	haveDurable := false
+	haveDurable, durableWhy := false, "applied"
 	c := 0 // changes[c:] are not yet assigned to a process
 	k := 0 // crashes[k:] have not yet ended a process
+	d := 0 // durables[d:] are not yet assigned to a process
 	for n, s := range starts {
 		if haveDurable && s.Applied < durable.index {
-			out = append(out, fmt.Sprintf("raft: %s restarted at %v with applied index %d, below index %d it had applied at %v before crashing",
-				node, s.At, s.Applied, durable.index, durable.at))
+			out = append(out, fmt.Sprintf("raft: %s restarted at %v with applied index %d, below index %d it had %s at %v before crashing",
+				node, s.At, s.Applied, durable.index, durableWhy, durable.at))
 		}
 		next := time.Duration(-1) // start of the next process, if any
 		if n+1 < len(starts) {
@@ -311,6 +321,17 @@ func nodeNeverBackwards(node string, starts []Start, crashes []time.Duration, ch
 			c++
 		}
 		cur := stateChange{at: s.At, index: s.Applied}
+		// made is the highest point made durable up to this process's end:
+		// the previous process's, then this one's installs and snapshots.
+		made := durable
+		for d < len(durables) && durables[d].at < s.At {
+			d++
+		}
+		for ; d < len(durables) && (!crashed || durables[d].at < end); d++ {
+			if durables[d].index > made.index {
+				made = durables[d]
+			}
+		}
 		for ; c < len(changes) && (!crashed || changes[c].at < end); c++ {
 			ch := changes[c]
 			if ch.install {
@@ -326,6 +347,9 @@ func nodeNeverBackwards(node string, starts []Start, crashes []time.Duration, ch
 				}
 				lastInstall = ch
 				cur = ch
+				if ch.index > made.index {
+					made = ch
+				}
 				continue
 			}
 			if ch.index <= cur.index {
@@ -333,7 +357,10 @@ func nodeNeverBackwards(node string, starts []Start, crashes []time.Duration, ch
 			}
 			cur = ch
 		}
-		durable, haveDurable = cur, crashed
+		durable, haveDurable, durableWhy = cur, crashed, "applied"
+		if s.Unsynced {
+			durable, durableWhy = made, "made durable (a snapshot kept or installed)"
+		}
 	}
 	return out
 }

@@ -33,6 +33,22 @@ type Start struct {
 	// StateIndex and Digest are a point-in-time read of the engine at start.
 	StateIndex uint64
 	Digest     string
+	// Unsynced says the engine acknowledges writes before they are
+	// durable (it does not sync each batch), so a crash may take it back
+	// to its last durability point (see Durable) and raft replays the log
+	// from there. For such a node a restart must come back at or above
+	// that point, not at or above everything it had applied.
+	Unsynced bool
+}
+
+// Durable is a point a node's state was made durable up to, other than an
+// install: a local snapshot kept (a zero-copy store's durability barrier,
+// or a copying store's snapshot file, which a restart installs if the
+// engine is behind it).
+type Durable struct {
+	Node  string
+	At    time.Duration
+	Index uint64
 }
 
 // RunLog is what the cluster recorded about its state machines during a
@@ -41,4 +57,5 @@ type RunLog struct {
 	Applies  []Apply
 	Installs []Install
 	Starts   []Start
+	Durable  []Durable
 }

@@ -30,10 +30,15 @@ type FSM struct {
 	hooks  FSMHooks
 
 	// write serializes what changes the engine or must see it unchanging
-	// (ApplyBatch, Snapshot, Restore, RecoverFromSnapshots). Raft calls
-	// them from one goroutine, so it is uncontended; it is held across
-	// engine I/O, which is why readers never take it.
-	write sync.Mutex
+	// (ApplyBatch, Snapshot, Restore, RecoverFromSnapshots on raft's apply
+	// goroutine; StreamView and ReachPosition, for a zero-copy store, on
+	// its replication and snapshot goroutines). It is held across engine
+	// I/O, so it is a channel, not a sync.Mutex: inside a synctest bubble
+	// a goroutine waiting on a channel is durably blocked and one waiting
+	// on a mutex is not, and a store call that waits for the rest of the
+	// bubble to block (sim.Quiescer) while another goroutine waits for
+	// write would wait forever.
+	write gate
 	// mu guards the fields below for readers on other goroutines. It is
 	// held only to read or set them, never across engine I/O: a reader of
 	// Applied must not wait behind a slow fsync (and inside a synctest
@@ -50,6 +55,41 @@ type FSM struct {
 	// apply, because raft would otherwise count entries as applied that
 	// the engine never stored.
 	failed error
+
+	// contents counts the engine's pairs and their bytes, so that a
+	// snapshot streamed from a view knows its size before its first byte
+	// (see StreamView). It is guarded by write.
+	contents contentSize
+	// contentsGen counts the times contents was reset, so that a count of
+	// an older view never overwrites a newer reset (see StreamView).
+	contentsGen uint64
+	// local, if set, takes the state machine's local snapshots instead of
+	// a stream of the whole state (see UseLocalSnapshots). Set before raft
+	// starts.
+	local LocalSnapshotter
+}
+
+// contentSize is the number of pairs in the engine and the sum of their
+// key and value lengths. ApplyBatch keeps it exact from the old values it
+// reads anyway; after a start it is unknown until a view is counted.
+type contentSize struct {
+	pairs, kvBytes uint64
+	known          bool
+}
+
+// LocalSnapshotter takes a local Raft snapshot of the state machine
+// without copying its state (ZeroCopyStore). FSM.Snapshot calls it on the
+// apply goroutine with the engine's position, so it must be O(1).
+type LocalSnapshotter interface {
+	LocalSnapshot(at engines.Applied) (raft.FSMSnapshot, error)
+}
+
+// UseLocalSnapshots makes Snapshot hand out l's snapshots. Call it before
+// raft starts.
+func (f *FSM) UseLocalSnapshots(l LocalSnapshotter) {
+	f.write.Lock()
+	defer f.write.Unlock()
+	f.local = l
 }
 
 // FSMHooks are event listeners for the snapshot path, for traces and
@@ -63,6 +103,14 @@ type FSMHooks struct {
 	// reports a snapshot that was at or below the engine's applied index:
 	// verified but not installed, the engine keeping its newer state.
 	Restored func(h snapshot.Header, kept bool, err error)
+	// Referenced is called after every zero-copy local snapshot
+	// (ZeroCopyStore), with the engine position it references and its
+	// error (nil when the reference was kept).
+	Referenced func(at engines.Applied, err error)
+	// Served is called when a ZeroCopyStore opens a reference to stream
+	// it from a fresh view, with the position it sends and the stream's
+	// size, or the error that kept it from serving.
+	Served func(h snapshot.Header, size int64, err error)
 	// Applied is called after each batch of entries reaches the engine,
 	// with the entries newly applied (not those skipped as replayed).
 	Applied func(logs []*raft.Log)
@@ -75,8 +123,14 @@ func NewFSM(e engines.Engine, hooks FSMHooks) (*FSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: reading applied position: %w", err)
 	}
-	return &FSM{engine: e, hooks: hooks, applied: applied}, nil
+	return &FSM{engine: e, hooks: hooks, applied: applied, write: make(gate, 1)}, nil
 }
+
+// gate is a mutex made of a one-slot channel (see FSM.write).
+type gate chan struct{}
+
+func (g gate) Lock()   { g <- struct{}{} }
+func (g gate) Unlock() { <-g }
 
 // ErrFSMFailed wraps the engine error that stopped the state machine.
 var ErrFSMFailed = errors.New("cluster: state machine stopped after an engine error")
@@ -103,6 +157,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		return resp
 	}
 	next := f.applied
+	contents := f.contents
 	batch := engines.Batch{}
 	// pending holds the values written earlier in this batch, so a later
 	// command in the same batch reads them (nil value with ok = deleted).
@@ -122,7 +177,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		case raft.LogConfiguration:
 			next.Config = bytes.Clone(l.Data)
 		case raft.LogCommand:
-			res, err := f.applyCommand(l, &batch, pending, read)
+			res, err := f.applyCommand(l, &batch, pending, read, &contents)
 			if err != nil {
 				resp[i] = err
 			} else {
@@ -147,6 +202,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		return resp
 	}
+	f.contents = contents
 	f.mu.Lock()
 	f.applied = next
 	f.mu.Unlock()
@@ -162,7 +218,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return resp
 }
 
-func (f *FSM) applyCommand(l *raft.Log, batch *engines.Batch, pending map[string]*[]byte, read func([]byte) ([]byte, bool, error)) (Result, error) {
+func (f *FSM) applyCommand(l *raft.Log, batch *engines.Batch, pending map[string]*[]byte, read func([]byte) ([]byte, bool, error), contents *contentSize) (Result, error) {
 	c, err := DecodeCommand(l.Data)
 	if err != nil {
 		// A malformed entry is applied as a no-op on every node alike.
@@ -174,6 +230,7 @@ func (f *FSM) applyCommand(l *raft.Log, batch *engines.Batch, pending map[string
 	}
 	res := Result{Value: old, Found: found, Index: l.Index}
 	put := func(v []byte) {
+		contents.replace(c.Key, old, found, v, true)
 		v = bytes.Clone(v)
 		if v == nil {
 			v = []byte{}
@@ -185,6 +242,7 @@ func (f *FSM) applyCommand(l *raft.Log, batch *engines.Batch, pending map[string
 	case OpSet:
 		put(c.Value)
 	case OpDelete:
+		contents.replace(c.Key, old, found, nil, false)
 		batch.Delete(bytes.Clone(c.Key))
 		var gone []byte
 		pending[string(c.Key)] = &gone
@@ -198,13 +256,32 @@ func (f *FSM) applyCommand(l *raft.Log, batch *engines.Batch, pending map[string
 	return res, nil
 }
 
+// replace accounts for key changing from old (if found) to v (if set).
+// A later op on the same key within one batch sees the earlier one's value
+// as old (ApplyBatch's pending reads), so the counts stay exact.
+func (c *contentSize) replace(key, old []byte, found bool, v []byte, set bool) {
+	if found {
+		c.pairs--
+		c.kvBytes -= uint64(len(key) + len(old))
+	}
+	if set {
+		c.pairs++
+		c.kvBytes += uint64(len(key) + len(v))
+	}
+}
+
 // Snapshot takes the engine's point-in-time view: O(1), because raft calls
-// it on the goroutine that applies entries.
+// it on the goroutine that applies entries. With UseLocalSnapshots it
+// takes no view at all and hands the engine's position to the local
+// snapshotter.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.write.Lock()
 	defer f.write.Unlock()
 	if f.failed != nil {
 		return nil, f.failed
+	}
+	if f.local != nil {
+		return f.local.LocalSnapshot(f.applied)
 	}
 	v, err := f.engine.View()
 	if err != nil {
@@ -273,11 +350,107 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("cluster: restoring snapshot: %w", err)
 	}
+	f.setContents(contentSize{pairs: dec.Count(), kvBytes: dec.KVBytes(), known: true})
 	f.mu.Lock()
 	f.applied = h.Applied()
 	f.failed = nil // the install replaced whatever state the error left
 	f.mu.Unlock()
 	return nil
+}
+
+// ReachPosition records raft index (and its term) in the engine if the
+// engine is below it. It is for raft's snapshot index, which counts log
+// entries raft never hands the state machine (a new leader's no-op,
+// Barrier entries): every command and configuration change at or below it
+// has been applied, so the engine's state is already the state at index,
+// and recording it lets a restart resume from there, where raft compacted
+// its log. The engine's configuration stays as it was.
+func (f *FSM) ReachPosition(index, term uint64) error {
+	f.write.Lock()
+	defer f.write.Unlock()
+	if f.failed != nil {
+		return f.failed
+	}
+	if index <= f.applied.Index {
+		return nil
+	}
+	next := engines.Applied{Index: index, Term: term, Config: f.applied.Config}
+	if err := f.engine.Write(engines.Batch{Applied: next}); err != nil {
+		return fmt.Errorf("cluster: recording snapshot position %d: %w", index, err)
+	}
+	f.mu.Lock()
+	f.applied = next
+	f.mu.Unlock()
+	return nil
+}
+
+// setContents replaces the content count; the caller holds write.
+func (f *FSM) setContents(c contentSize) {
+	f.contents = c
+	f.contentsGen++
+}
+
+// StreamView takes a point-in-time view of the engine together with the
+// number of pairs in it and the sum of their key and value lengths, which
+// give the size of the view's stream (snapshot.StreamSize). The counts are
+// kept exact as entries apply; when they are unknown (after a start) the
+// view is counted once, outside the lock, and the changes applied
+// meanwhile are added on. The caller owns the view.
+func (f *FSM) StreamView() (v engines.View, pairs, kvBytes uint64, err error) {
+	f.write.Lock()
+	if f.failed != nil {
+		f.write.Unlock()
+		return nil, 0, 0, f.failed
+	}
+	v, err = f.engine.View()
+	if err != nil {
+		f.write.Unlock()
+		return nil, 0, 0, err
+	}
+	c := f.contents
+	if c.known {
+		f.write.Unlock()
+		return v, c.pairs, c.kvBytes, nil
+	}
+	// From here on ApplyBatch accumulates the changes after this view.
+	f.setContents(contentSize{})
+	gen := f.contentsGen
+	f.write.Unlock()
+	pairs, kvBytes, err = countView(v)
+	if err != nil {
+		return nil, 0, 0, errors.Join(err, v.Close())
+	}
+	f.write.Lock()
+	if f.contentsGen == gen {
+		// Unsigned arithmetic wraps, so the accumulated (possibly
+		// negative) changes add on exactly.
+		f.setContents(contentSize{pairs: pairs + f.contents.pairs, kvBytes: kvBytes + f.contents.kvBytes, known: true})
+	}
+	f.write.Unlock()
+	return v, pairs, kvBytes, nil
+}
+
+// ForgetContentSize drops the content count, so the next StreamView
+// recounts: for a stream that did not come out at the size the count
+// gave (snapshot.ErrSizeChanged), which means something changed the engine
+// behind the state machine's back.
+func (f *FSM) ForgetContentSize() {
+	f.write.Lock()
+	defer f.write.Unlock()
+	f.setContents(contentSize{})
+}
+
+// countView counts the pairs of v and their key and value bytes.
+func countView(v engines.View) (pairs, kvBytes uint64, err error) {
+	it, err := v.Iter()
+	if err != nil {
+		return 0, 0, err
+	}
+	for it.Next() {
+		pairs++
+		kvBytes += uint64(len(it.Key()) + len(it.Value()))
+	}
+	return pairs, kvBytes, errors.Join(it.Err(), it.Close())
 }
 
 // Applied is the position the engine's contents reflect.
@@ -346,6 +519,7 @@ func RecoverFromSnapshots(f *FSM, store raft.SnapshotStore) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("cluster: restoring snapshot %s: %w", metas[0].ID, err)
 	}
+	f.setContents(contentSize{pairs: dec.Count(), kvBytes: dec.KVBytes(), known: true})
 	f.mu.Lock()
 	f.applied = h.Applied()
 	f.failed = nil

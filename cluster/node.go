@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/raftsnap/testbed/engines"
 	"github.com/raftsnap/testbed/snapshot"
 )
 
@@ -28,13 +30,18 @@ type NodeConfig struct {
 	// Wrap, if set, may replace any of the opened stores with a wrapper
 	// (for tracing, fault injection or planted bugs) before raft sees them.
 	Wrap func(*Stores)
-	// GuardSnapshots wraps the snapshot store raft uses; nil means
-	// snapshot.NewVerifyingStore, which refuses to keep a damaged stream
-	// or to hand out a stored one that has since rotted, and then has the
-	// node take a fresh snapshot.
+	// GuardSnapshots wraps the store of snapshot streams (Stores.Snapshots:
+	// every snapshot of a copying store, the received ones of a zero-copy
+	// store); nil means snapshot.NewVerifyingStore, which refuses to keep a
+	// damaged stream or to hand out a stored one that has since rotted, and
+	// then has the node take a fresh snapshot.
 	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
-	// WrapSnapshots, if set, wraps the guarded snapshot store (for
-	// tracing or fault injection).
+	// SnapshotStore is the kind of snapshot store (StoreKinds); "" means
+	// StoreZeroCopy. An engine that is not an engines.Syncer gets
+	// StoreCopy instead (Node.SnapshotStore says which).
+	SnapshotStore string
+	// WrapSnapshots, if set, wraps the snapshot store exactly as raft sees
+	// it, outermost (for tracing, fault injection and crash taps).
 	WrapSnapshots func(raft.SnapshotStore) raft.SnapshotStore
 }
 
@@ -47,6 +54,8 @@ type Node struct {
 	// RecoveredFromSnapshot reports whether start-up installed the newest
 	// stored snapshot because the engine was behind it.
 	RecoveredFromSnapshot bool
+	// SnapshotStore is the kind of snapshot store the node runs.
+	SnapshotStore string
 
 	futures futures
 	// refresh takes a fresh snapshot after the store refused a stored one.
@@ -59,9 +68,21 @@ type Node struct {
 // the log entries it already applied. RecoverFromSnapshots first covers the
 // one case where the engine is behind the newest stored snapshot.
 func StartNode(cfg NodeConfig) (*Node, error) {
+	kind := cfg.SnapshotStore
+	if kind == "" {
+		kind = StoreZeroCopy
+	}
+	if !slices.Contains(StoreKinds(), kind) {
+		return nil, fmt.Errorf("%w %q (have %v)", ErrUnknownStore, kind, StoreKinds())
+	}
 	stores, err := cfg.Storage.Open()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: opening storage of %s: %w", cfg.ID, err)
+	}
+	// The capability is the engine's own; wrappers forward Sync whether
+	// or not the engine has it (engines.Sync).
+	if _, canSync := stores.Engine.(engines.Syncer); !canSync {
+		kind = StoreCopy
 	}
 	if cfg.Wrap != nil {
 		cfg.Wrap(stores)
@@ -77,13 +98,28 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			return snapshot.NewVerifyingStore(s, func(string, error) { n.refresh.ask() })
 		}
 	}
-	snaps := guard(stores.Snapshots)
+	streams := guard(stores.Snapshots)
+	var snaps raft.SnapshotStore = streams
+	if kind == StoreZeroCopy {
+		syncer, ok := stores.Engine.(engines.Syncer)
+		if !ok {
+			return nil, errors.Join(fmt.Errorf("cluster: %s: a wrapper around the engine hides its Sync: %w", cfg.ID, engines.ErrNoSync), stores.Close())
+		}
+		zc := NewZeroCopyStore(fsm, syncer, streams)
+		fsm.UseLocalSnapshots(zc)
+		snaps = zc
+	}
 	if cfg.WrapSnapshots != nil {
 		snaps = cfg.WrapSnapshots(snaps)
 	}
-	recovered, err := RecoverFromSnapshots(fsm, snaps)
+	// Only a stored stream can be ahead of the engine: a local snapshot of
+	// a zero-copy store is the engine's own, durable state.
+	recovered, err := RecoverFromSnapshots(fsm, streams)
 	if err != nil {
 		return nil, errors.Join(err, stores.Close())
+	}
+	if err := checkLogCoversEngine(snaps, stores.Logs); err != nil {
+		return nil, errors.Join(fmt.Errorf("cluster: starting %s: %w", cfg.ID, err), stores.Close())
 	}
 	conf := cfg.Raft
 	conf.LocalID = cfg.ID
@@ -96,7 +132,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("cluster: starting raft on %s: %w", cfg.ID, err), stores.Close())
 	}
-	n.Raft, n.RecoveredFromSnapshot = r, recovered
+	n.Raft, n.RecoveredFromSnapshot, n.SnapshotStore = r, recovered, kind
 	n.refresh.start(r)
 	return n, nil
 }
@@ -140,6 +176,41 @@ func (s *snapshotRefresh) run() {
 		s.running = false
 		s.mu.Unlock()
 	}()
+}
+
+// ErrStateLost is returned by StartNode for a node whose state machine and
+// snapshots end below the first entry of its log: the entries in between
+// were compacted against state the node no longer has (an engine that lost
+// writes its durability barrier should have kept, or a disk that dropped
+// fsyncs). raft would start from its newest snapshot, look for the entries
+// after it, and panic.
+var ErrStateLost = errors.New("cluster: the log was compacted past the node's state")
+
+// checkLogCoversEngine returns ErrStateLost if raft, starting from the
+// newest snapshot snaps lists, would need log entries its log no longer
+// holds.
+func checkLogCoversEngine(snaps raft.SnapshotStore, logs raft.LogStore) error {
+	last, err := logs.LastIndex()
+	if err != nil {
+		return err
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return err
+	}
+	var from uint64
+	metas, err := snaps.List()
+	if err != nil {
+		return err
+	}
+	if len(metas) > 0 {
+		from = metas[0].Index
+	}
+	if last > from && first > from+1 {
+		return fmt.Errorf("%w: the newest snapshot (or the engine) is at index %d, the log begins at %d: entries %d..%d are gone",
+			ErrStateLost, from, first, from+1, first-1)
+	}
+	return nil
 }
 
 // Shutdown stops raft, answers the futures it left unanswered (see

@@ -49,6 +49,16 @@ func (s *Stores) Close() error {
 // node's directory, or at the root of its snapshot filesystem.
 const snapshotDir = "snapshots"
 
+// openSnapshotStores opens the snapshot store under root on fs.
+func openSnapshotStores(st *Stores, fs vfs.FS, root string) error {
+	snaps, err := snapstore.New(fs, fs.PathJoin(root, snapshotDir), snapshotsRetained)
+	if err != nil {
+		return err
+	}
+	st.Snapshots = snaps
+	return nil
+}
+
 // snapshotsRetained is how many completed snapshots a node keeps: the
 // newest plus one, so a snapshot being streamed to a follower is not reaped
 // under it by the next one.
@@ -113,15 +123,13 @@ func openBesideEngine(st *Stores, e engines.Engine, dir string, snapFS vfs.FS, n
 	}
 	st.Logs, st.Stable = monotonicLogs{logs}, logs
 	st.Closers = append(st.Closers, logs.Close)
-	snapDir := snapshotDir
+	root := ""
 	if snapFS == nil {
-		snapFS, snapDir = vfs.Default, filepath.Join(dir, snapshotDir)
+		snapFS, root = vfs.Default, dir
 	}
-	snaps, err := snapstore.New(snapFS, snapDir, snapshotsRetained)
-	if err != nil {
+	if err := openSnapshotStores(st, snapFS, root); err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
-	st.Snapshots = snaps
 	return st, nil
 }
 
@@ -192,6 +200,13 @@ const (
 type PebbleStorage struct {
 	FS     vfs.FS
 	NoSync bool
+	// EngineNoSync commits the engine's batches without syncing its WAL
+	// (the log and stable store still sync unless NoSync): the state
+	// machine's writes then reach the disk in the background, and a power
+	// loss may take the engine back to an earlier applied index, from
+	// which raft's log replays. A zero-copy store syncs the engine before
+	// raft compacts the log (engines.Syncer).
+	EngineNoSync bool
 	// InstallFileSize is the engine's pebble.Options.InstallFileSize; 0
 	// means the engine's default. The simulator makes it small so that an
 	// install stages several sstables (see BoltStorage.StagingTxBytes).
@@ -201,7 +216,7 @@ type PebbleStorage struct {
 // Open opens or creates the node state on FS.
 func (s PebbleStorage) Open() (*Stores, error) {
 	st := &Stores{}
-	e, err := pebble.Open(PebbleEngineDir, pebble.Options{FS: s.FS, NoSync: s.NoSync, InstallFileSize: s.InstallFileSize})
+	e, err := pebble.Open(PebbleEngineDir, pebble.Options{FS: s.FS, NoSync: s.NoSync || s.EngineNoSync, InstallFileSize: s.InstallFileSize})
 	if err != nil {
 		return nil, err
 	}
@@ -213,11 +228,9 @@ func (s PebbleStorage) Open() (*Stores, error) {
 	}
 	st.Logs, st.Stable = logs, logs
 	st.Closers = append(st.Closers, logs.Close)
-	snaps, err := snapstore.New(s.FS, PebbleSnapshotDir, snapshotsRetained)
-	if err != nil {
+	if err := openSnapshotStores(st, s.FS, ""); err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
-	st.Snapshots = snaps
 	return st, nil
 }
 

@@ -140,3 +140,28 @@ const (
 	MaxKeyLen   = 32 << 10
 	MaxValueLen = 64 << 20
 )
+
+// Syncer is an optional capability: an engine that can make every write it
+// has acknowledged durable on demand, whatever its sync options. It is the
+// durability barrier that lets a Raft node keep its snapshots as references
+// to the engine's own state (cluster.ZeroCopyStore) instead of copies: raft
+// compacts its log up to a snapshot's index only after Sync returned, so a
+// power loss can never take the engine below a snapshot whose log is gone.
+// An engine that syncs every Write may implement Sync as a no-op.
+type Syncer interface {
+	// Sync makes every Write and Install that returned before it durable.
+	Sync() error
+}
+
+// ErrNoSync is returned by Sync for an engine that is not a Syncer, such
+// as a wrapper around one.
+var ErrNoSync = errors.New("engines: engine cannot sync on demand")
+
+// Sync makes e's acknowledged writes durable if e is a Syncer, and returns
+// ErrNoSync otherwise. Engine wrappers forward their Sync through it.
+func Sync(e Engine) error {
+	if s, ok := e.(Syncer); ok {
+		return s.Sync()
+	}
+	return ErrNoSync
+}

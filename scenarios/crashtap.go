@@ -33,11 +33,18 @@ const (
 	// machine's Restored hook), before raft records the snapshot as applied
 	// and compacts its log.
 	CrashInstalled CrashPoint = "installed"
+	// CrashBarrier is at a zero-copy local snapshot's durability barrier,
+	// before the engine syncs (engines.Syncer): the engine's unsynced
+	// writes are still at the mercy of a power loss.
+	CrashBarrier CrashPoint = "barrier"
+	// CrashReferenced is right after a zero-copy local snapshot's
+	// reference became durable, before raft compacts its log.
+	CrashReferenced CrashPoint = "referenced"
 )
 
 // CrashPoints lists every crash point, in the order of the snapshot path.
 func CrashPoints() []CrashPoint {
-	return []CrashPoint{CrashPersist, CrashSend, CrashReceive, CrashRestore, CrashInstalled}
+	return []CrashPoint{CrashBarrier, CrashPersist, CrashReferenced, CrashSend, CrashReceive, CrashRestore, CrashInstalled}
 }
 
 // CrashTap is a crash planned at a point of the snapshot path. At At it is
@@ -85,7 +92,8 @@ func (t CrashTap) String() string {
 		target = "lagging"
 	}
 	after := fmt.Sprintf(" after=%d%s", t.After, unit)
-	if t.Point == CrashInstalled {
+	switch t.Point {
+	case CrashInstalled, CrashBarrier, CrashReferenced:
 		after = ""
 	}
 	return fmt.Sprintf("t=%v crash-point=%s target=%s%s %s down=%v", t.At, t.Point, target, after, crash, t.Down)
@@ -202,6 +210,14 @@ type tapEngine struct {
 	w   *World
 	id  raft.ServerID
 	inc int
+}
+
+// Sync fires CrashBarrier before the durability barrier syncs the engine.
+func (e *tapEngine) Sync() error {
+	if e.w.fireTap(e.id, e.inc, CrashBarrier, "before sync") {
+		return errCrashed
+	}
+	return engines.Sync(e.Engine)
 }
 
 func (e *tapEngine) Install(src engines.Iterator, applied engines.Applied) error {
@@ -371,18 +387,22 @@ func (k *tapSink) write(p []byte) (int, error) {
 }
 
 // Close fires a tap whose byte count the stream never reached, just before
-// the snapshot would be published.
+// the snapshot would be published (for a zero-copy local snapshot, which
+// writes no bytes, just before its reference is).
 func (k *tapSink) Close() error {
 	if k.crashed {
 		return errCrashed
 	}
-	if k.point != "" {
-		if _, ok := k.store.w.armedAfter(k.store.id, k.point); ok &&
-			k.store.w.fireTap(k.store.id, k.store.inc, k.point, fmt.Sprintf("at close, %d bytes in", k.written)) {
-			k.crashed = true
-			_ = k.SnapshotSink.Cancel()
-			return errCrashed
-		}
+	if k.point == "" {
+		// Nothing written: a zero-copy store's local snapshot, whose
+		// persist (its barrier) ends here.
+		k.point = CrashPersist
+	}
+	if _, ok := k.store.w.armedAfter(k.store.id, k.point); ok &&
+		k.store.w.fireTap(k.store.id, k.store.inc, k.point, fmt.Sprintf("at close, %d bytes in", k.written)) {
+		k.crashed = true
+		_ = k.SnapshotSink.Cancel()
+		return errCrashed
 	}
 	return k.SnapshotSink.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/sim"
 )
 
@@ -197,20 +198,30 @@ type KnownIssue struct {
 }
 
 // KnownIssues are the regression cases, one or two per known bug, each
-// re-run to its fingerprint. Sweeps no longer skip seeds by number: every
+// re-run to its fingerprint, except for the bugs in NoRegressionCase. The #697 cases run on the copying snapshot
+// store, where they were found: on the zero-copy store every re-send
+// streams a fresh view at the leader's newest index, and these runs get out
+// of the livelock. Sweeps no longer skip seeds by number: every
 // failing run is classified by fingerprint (Classify), so a seed that moves
 // stays recognised and a new failure stands out.
 var KnownIssues = []KnownIssue{
 	{Name: "livelock/snapshot-install-74", Bug: RaftSnapshotLivelock,
-		Options: Options{Scenario: "snapshot-install", Engine: EnginePebble, Seed: 74, NoPipelining: true}},
+		Options: Options{Scenario: "snapshot-install", Engine: EnginePebble, Seed: 74, SnapshotStore: cluster.StoreCopy, NoPipelining: true}},
 	{Name: "livelock/partition-heal-8-bbolt", Bug: RaftSnapshotLivelock,
-		Options: Options{Scenario: "partition-heal", Engine: EngineBbolt, Seed: 8, NoPipelining: true}},
+		Options: Options{Scenario: "partition-heal", Engine: EngineBbolt, Seed: 8, SnapshotStore: cluster.StoreCopy, NoPipelining: true}},
 	{Name: "panic/partition-heal-100", Bug: RaftLogNotFoundPanic,
-		Options: Options{Scenario: "partition-heal", Engine: EnginePebble, Seed: 100, NoPipelining: true}},
+		Options: Options{Scenario: "partition-heal", Engine: EnginePebble, Seed: 100, SnapshotStore: cluster.StoreCopy, NoPipelining: true}},
 	{Name: "panic/membership-143-bbolt", Bug: RaftLogNotFoundPanic,
-		Options: Options{Scenario: "membership", Engine: EngineBbolt, Seed: 143, NoPipelining: true}},
-	{Name: "future-leak/swarm-355", Bug: RaftFutureLeak,
-		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 355, NoPipelining: true}},
+		Options: Options{Scenario: "membership", Engine: EngineBbolt, Seed: 143, SnapshotStore: cluster.StoreCopy, NoPipelining: true}},
+}
+
+// NoRegressionCase lists the known bugs no run reproduces today, and why:
+// their fingerprints stay, to label them if a sweep meets them again.
+var NoRegressionCase = map[string]string{
+	RaftFutureLeak: "its last seed (swarm 355 on Pebble) passes since Pebble engines run unsynced under the zero-copy " +
+		"store, and sweeps of swarm 1..400 on both engines and stores, and 1..250 of membership, leader-churn, " +
+		"partition-heal and snapshot-install on both stores, found no other; cluster's " +
+		"TestShutdownReleasesAFutureRaftLeftUnanswered keeps how a run meets it under test",
 }
 
 // Signature is the shape of a failing run: its first violation with node

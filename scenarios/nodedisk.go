@@ -101,7 +101,7 @@ func (d *nodeDisk) storage() cluster.Storage {
 		if m := d.w.mutation; m != nil && m.FS != nil {
 			fs = m.FS(fs)
 		}
-		return cluster.PebbleStorage{FS: fs, InstallFileSize: simInstallFileSize}
+		return cluster.PebbleStorage{FS: fs, EngineNoSync: d.unsyncedEngine(), InstallFileSize: simInstallFileSize}
 	case EngineCustom:
 		return cluster.CustomStorage{Dir: d.dir, OpenEngine: d.w.newEngine, NoSync: true, SnapshotFS: d.underFaults(d.snapFS)}
 	default:
@@ -113,6 +113,16 @@ func (d *nodeDisk) storage() cluster.Storage {
 		return cluster.BoltStorage{Dir: d.dir, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.underFaults(d.snapFS), FileHook: hook, ArrayFreelist: true}
 	}
 }
+
+// unsyncedEngine reports whether the node's engine acknowledges writes
+// before they are durable. A Pebble node's engine runs unsynced, as a state
+// machine beside a synced raft log usually does (the log is what makes an
+// entry durable): a crash may take the engine back, raft replays its log,
+// and a zero-copy store's durability barrier is what keeps the compacted
+// part of the log covered. Runs compared across engines
+// (Options.CommonFaults) sync it, because a bbolt node loses nothing at a
+// process crash.
+func (d *nodeDisk) unsyncedEngine() bool { return d.engine == EnginePebble && !d.w.commonFaults }
 
 // underFaults puts a memory filesystem of the node under its disk faults:
 // rot at rest below, I/O errors above.

@@ -92,3 +92,10 @@ func (s *quietStable) SetUint64(key []byte, val uint64) error {
 	s.q.Quiesce()
 	return s.StableStore.SetUint64(key, val)
 }
+
+// Sync is the zero-copy store's durability barrier, a real fsync on a
+// bbolt node.
+func (e *quietEngine) Sync() error {
+	e.q.Quiesce()
+	return engines.Sync(e.Engine)
+}

@@ -83,3 +83,5 @@ func (e *slowEngine) Write(b engines.Batch) error {
 	}
 	return e.Engine.Write(b)
 }
+
+func (e *slowEngine) Sync() error { return engines.Sync(e.Engine) }

@@ -74,6 +74,34 @@ type Options struct {
 	// Operator replaces the scenario's plan of operator actions
 	// (leadership transfers, config reloads, backups; operator.go).
 	Operator []OperatorOp
+	// SnapshotStore is the nodes' snapshot store: zero-copy (the default:
+	// a local snapshot is the engine's own state, made durable, streamed
+	// from a view only when a follower needs it), copy (every
+	// local snapshot streams the whole state into a file) or mixed
+	// (zero-copy on even nodes, copy on odd ones); see cluster.StoreKinds.
+	// An engine without a durability barrier (engines.Syncer) always
+	// copies. The description of a local snapshot above is the default
+	// store's; see cluster.ZeroCopyStore.
+	SnapshotStore string
+}
+
+// StoreMixed runs the zero-copy store on even nodes and the copying store on
+// odd ones.
+const StoreMixed = "mixed"
+
+// SnapshotStores lists the values of Options.SnapshotStore, the default
+// first.
+func SnapshotStores() []string { return append(cluster.StoreKinds(), StoreMixed) }
+
+// storeFor is the snapshot store kind of the i-th node created.
+func storeFor(store string, i int) string {
+	if store == StoreMixed {
+		if i%2 == 0 {
+			return cluster.StoreZeroCopy
+		}
+		return cluster.StoreCopy
+	}
+	return store
 }
 
 // ErrUsage is wrapped by every error about bad options.
@@ -84,6 +112,7 @@ type Report struct {
 	Seed               uint64         `json:"seed"`
 	Scenario           string         `json:"scenario"`
 	Engine             string         `json:"engine"`
+	SnapshotStore      string         `json:"snapshot_store"`
 	Nodes              int            `json:"nodes"`
 	OK                 bool           `json:"ok"`
 	VirtualSeconds     float64        `json:"virtual_seconds"`
@@ -227,6 +256,12 @@ func Resolve(opts Options) (Options, Scenario, error) {
 	if (opts.Engine == EngineCustom || opts.Engine == EngineMixedCustom) && opts.NewEngine == nil {
 		return opts, sc, fmt.Errorf("%w: engine %s needs Options.NewEngine (Go API only)", ErrUsage, opts.Engine)
 	}
+	if opts.SnapshotStore == "" {
+		opts.SnapshotStore = cluster.StoreZeroCopy
+	}
+	if !slices.Contains(SnapshotStores(), opts.SnapshotStore) {
+		return opts, sc, fmt.Errorf("%w: unknown snapshot store %q (%s)", ErrUsage, opts.SnapshotStore, strings.Join(SnapshotStores(), ", "))
+	}
 	if opts.Nodes == 0 {
 		opts.Nodes = sc.Nodes
 	}
@@ -315,8 +350,8 @@ func Run(t *testing.T, opts Options) (Report, error) {
 	if err := sched.Validate(); err != nil {
 		return Report{}, fmt.Errorf("scenarios: generated schedule invalid (a bug): %w", err)
 	}
-	rep := Report{Seed: opts.Seed, Scenario: sc.Name, Engine: opts.Engine, Nodes: opts.Nodes, Schedule: sched,
-		Repro: fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s --nodes=%d --duration=%v", opts.Seed, sc.Name, opts.Engine, opts.Nodes, opts.Duration)}
+	rep := Report{Seed: opts.Seed, Scenario: sc.Name, Engine: opts.Engine, SnapshotStore: opts.SnapshotStore, Nodes: opts.Nodes, Schedule: sched,
+		Repro: fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s --snapshot-store=%s --nodes=%d --duration=%v", opts.Seed, sc.Name, opts.Engine, opts.SnapshotStore, opts.Nodes, opts.Duration)}
 	tempDir := t.TempDir()
 	// The garbage collector stops and preempts goroutines at moments set
 	// by the wall clock, which reorders the single P's run queue, so a run
@@ -368,6 +403,7 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 		w.Net.SetPipelining(false)
 		w.Trace.Record("", "pipelining", "off: the schedule has a slow-disk fault")
 	}
+	w.snapshotStore = opts.SnapshotStore
 	w.SetEngineFactory(opts.NewEngine)
 	var taps []CrashTap
 	if sc.Taps != nil && !opts.Baseline {
@@ -393,7 +429,7 @@ func execute(t *testing.T, opts Options, sc Scenario, sched faults.Schedule, tem
 			}
 		}
 	}()
-	w.Trace.Record("", "run", fmt.Sprintf("seed=%d scenario=%s engine=%s nodes=%d safety=%v", opts.Seed, sc.Name, opts.Engine, opts.Nodes, opts.Duration))
+	w.Trace.Record("", "run", fmt.Sprintf("seed=%d scenario=%s engine=%s snapshot-store=%s nodes=%d safety=%v", opts.Seed, sc.Name, opts.Engine, opts.SnapshotStore, opts.Nodes, opts.Duration))
 	w.Trace.Record("", "schedule", sched.String())
 	for _, t := range taps {
 		w.Trace.Record("", "crash-tap-planned", t.String())

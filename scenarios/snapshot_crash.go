@@ -46,8 +46,10 @@ const crashRound = 16 * time.Second
 // of the crash points in a seed-shuffled order (so every seed covers three
 // of them and the seeds together cover all, with either kind of crash):
 //
-//   - persist: the tap is armed on the leader (or, in a third of the
-//     rounds, on a follower) and fires in its next snapshot persist;
+//   - persist, barrier, referenced: the tap is armed on the leader (or, in
+//     a third of the rounds, on a follower) and fires in its next local
+//     snapshot (barrier and referenced are steps of the zero-copy store,
+//     and never fire on a node that copies);
 //   - send, receive, restore, installed: a follower is isolated for 8-11 s,
 //     long enough for the leader to compact past it; just before it heals
 //     the tap is armed on the leader (send) or on that follower, which
@@ -67,10 +69,11 @@ func planCrash(seed sim.Seed, nodes int, safety time.Duration) plan {
 		} else {
 			tap.After = r.Int64N(12 << 10) // bytes
 		}
-		if tap.Point == CrashInstalled {
+		switch tap.Point {
+		case CrashInstalled, CrashBarrier, CrashReferenced:
 			tap.After = 0 // drawn all the same, so that seeds keep their plans
 		}
-		if tap.Point == CrashPersist {
+		if tap.Point == CrashPersist || tap.Point == CrashBarrier || tap.Point == CrashReferenced {
 			tap.At, tap.Target = at, leaderTarget
 			if r.IntN(3) == 0 {
 				tap.Target = followerTarget

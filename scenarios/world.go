@@ -81,6 +81,8 @@ type World struct {
 	background sync.WaitGroup
 	healedCh   chan struct{}
 	healOnce   sync.Once
+	// snapshotStore is Options.SnapshotStore.
+	snapshotStore string
 	// quiet makes real disk I/O wait for the rest of the bubble to block
 	// (sim.Quiescer): bbolt nodes write real files.
 	quiet *sim.Quiescer
@@ -110,6 +112,8 @@ type Counters struct {
 type slot struct {
 	id     raft.ServerID
 	engine string
+	// store is the node's snapshot store kind (cluster.StoreKinds).
+	store string
 	// live is the engine of the instance being started or running.
 	live engines.Engine
 	// node is the running instance, nil while the node is down.
@@ -171,7 +175,10 @@ func (w *World) SetEngineFactory(open func(dir string) (engines.Engine, error)) 
 
 // AddNode creates (but does not start) a node with empty state.
 func (w *World) AddNode(id raft.ServerID, engine string) {
-	s := &slot{id: id, engine: engine, installs: map[uint64]int{}, disk: w.newNodeDisk(id, engine)}
+	w.mu.Lock()
+	store := storeFor(w.snapshotStore, len(w.ids))
+	w.mu.Unlock()
+	s := &slot{id: id, engine: engine, store: store, installs: map[uint64]int{}, disk: w.newNodeDisk(id, engine)}
 	s.storage = s.disk.storage()
 	w.mu.Lock()
 	w.nodes[id] = s
@@ -220,6 +227,8 @@ func (w *World) Start(id raft.ServerID) error {
 		Transport: tr,
 		Raft:      w.raftConfig,
 		Hooks:     w.hooks(id, inc),
+		// SnapshotStore "" (a World used without Options) is the default.
+		SnapshotStore: s.store,
 		Wrap: func(st *cluster.Stores) {
 			w.wrapStores(id, inc, st)
 			w.mu.Lock()
@@ -237,7 +246,7 @@ func (w *World) Start(id raft.ServerID) error {
 	}
 	// A point-in-time read of the engine as the node starts, for the
 	// check that a restarted node holds exactly the state of its index.
-	startRec := checkers.Start{Node: string(id), At: time.Since(w.start), Applied: node.FSM.Applied().Index}
+	startRec := checkers.Start{Node: string(id), At: time.Since(w.start), Applied: node.FSM.Applied().Index, Unsynced: s.disk.unsyncedEngine()}
 	if st, err := checkers.ReadState(string(id), node.Stores.Engine); err == nil {
 		startRec.StateIndex, startRec.Digest = st.Applied.Index, st.Digest()
 	}
@@ -245,7 +254,7 @@ func (w *World) Start(id raft.ServerID) error {
 	s.node = node
 	w.log.Starts = append(w.log.Starts, startRec)
 	w.mu.Unlock()
-	w.Trace.Record(string(id), "start", fmt.Sprintf("engine=%s applied=%d recovered=%v", s.engine, node.FSM.Applied().Index, node.RecoveredFromSnapshot))
+	w.Trace.Record(string(id), "start", fmt.Sprintf("engine=%s snapshot-store=%s applied=%d recovered=%v", s.engine, node.SnapshotStore, node.FSM.Applied().Index, node.RecoveredFromSnapshot))
 	return nil
 }
 
@@ -271,6 +280,7 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 				note = staleNote
 			} else if err == nil {
 				w.stats.SnapshotsBuilt++
+				w.log.Durable = append(w.log.Durable, checkers.Durable{Node: string(id), At: time.Since(w.start), Index: h.Index})
 			}
 			w.mu.Unlock()
 			w.Trace.Record(string(id), "snapshot-persist", fmt.Sprintf("index=%d term=%d pairs=%d bytes=%d err=%v%s", h.Index, h.Term, st.Pairs, st.Bytes, err, note))
@@ -286,6 +296,28 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 				w.log.Applies = append(w.log.Applies, checkers.Apply{Node: string(id), At: at, Index: l.Index, Term: l.Term,
 					Config: l.Type == raft.LogConfiguration, Data: bytes.Clone(l.Data)})
 			}
+		},
+		Referenced: func(at engines.Applied, err error) {
+			note := ""
+			w.mu.Lock()
+			if w.nodes[id].incarnation != inc {
+				note = staleNote
+			} else if err == nil {
+				w.stats.SnapshotsBuilt++
+				w.log.Durable = append(w.log.Durable, checkers.Durable{Node: string(id), At: time.Since(w.start), Index: at.Index})
+			}
+			w.mu.Unlock()
+			w.Trace.Record(string(id), "snapshot-reference", fmt.Sprintf("index=%d term=%d err=%v%s", at.Index, at.Term, err, note))
+			if err == nil {
+				w.fireTap(id, inc, CrashReferenced, fmt.Sprintf("index=%d", at.Index))
+			}
+		},
+		Served: func(h snapshot.Header, size int64, err error) {
+			note := ""
+			if !w.current(id, inc) {
+				note = staleNote
+			}
+			w.Trace.Record(string(id), "snapshot-serve", fmt.Sprintf("index=%d term=%d bytes=%d err=%v%s", h.Index, h.Term, size, err, note))
 		},
 		Restored: func(h snapshot.Header, kept bool, err error) {
 			if !w.current(id, inc) {
@@ -345,6 +377,7 @@ func (w *World) RunLog() checkers.RunLog {
 		Applies:  slices.Clone(w.log.Applies),
 		Installs: slices.Clone(w.log.Installs),
 		Starts:   slices.Clone(w.log.Starts),
+		Durable:  slices.Clone(w.log.Durable),
 	}
 }
 

@@ -40,6 +40,7 @@ type Decoder struct {
 	scratch []byte
 	lastKey []byte
 	count   uint64
+	kvBytes uint64
 	done    bool
 	err     error
 }
@@ -60,6 +61,10 @@ func (d *Decoder) Header() Header { return d.header }
 
 // Count is the number of pairs read so far.
 func (d *Decoder) Count() uint64 { return d.count }
+
+// KVBytes is the number of key and value bytes of the pairs read so far;
+// with Count it gives the stream's size (StreamSize).
+func (d *Decoder) KVBytes() uint64 { return d.kvBytes }
 
 // Key is the current pair's key, valid until the next call to Next.
 func (d *Decoder) Key() []byte { return d.key }
@@ -117,6 +122,7 @@ func (d *Decoder) next() (bool, error) {
 		d.lastKey = append(d.lastKey[:0], key...)
 		d.key, d.value = key, value
 		d.count++
+		d.kvBytes += uint64(len(kv))
 		return true, nil
 	case tagEnd:
 		countBytes, err := d.read(8)

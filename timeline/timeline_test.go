@@ -138,13 +138,14 @@ type chromeTrace struct {
 }
 
 // A real failing run: the canary that keeps stale keys on install, seed 1
-// (a crash of n1 from 3s until about 20s, then a snapshot install to it).
+// on the copying snapshot store (a crash of n1 from 3s until about 20s,
+// then a snapshot install to it).
 func TestTimelineOfACanaryRun(t *testing.T) {
 	bug, ok := canaries.Lookup("install-keeps-stale-keys")
 	if !ok {
 		t.Fatal("canary install-keeps-stale-keys is gone")
 	}
-	rep, err := scenarios.Run(t, scenarios.Options{Seed: 1, Scenario: bug.Scenario, Engine: bug.Engine, Mutation: bug.Mutation()})
+	rep, err := scenarios.Run(t, scenarios.Options{Seed: 1, Scenario: bug.Scenario, Engine: bug.Engine, SnapshotStore: cluster.StoreCopy, Mutation: bug.Mutation()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/faults"
 	"github.com/raftsnap/testbed/scenarios"
 	"github.com/raftsnap/testbed/sim"
@@ -179,7 +180,7 @@ func shrinkSeed(t *testing.T, c config, opts scenarios.Options, rep scenarios.Re
 		opts.Seed, res.Runs, res.Checker, before, ftBefore, res.Original.Duration, after, ftAfter, res.Minimal.Duration,
 		float64(before)/float64(max(after, 1)), ftBefore.Seconds()/max(ftAfter.Seconds(), 0.001), res.Original.Duration.Seconds()/res.Minimal.Duration.Seconds())
 	fmt.Fprintf(os.Stderr, "  minimal schedule:\n%s", indent(res.Minimal.String()))
-	fmt.Fprintf(os.Stderr, "  minimal repro: go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s%s --schedule=%s\n", opts.Seed, opts.Scenario, opts.Engine, bugFlag(c), path)
+	fmt.Fprintf(os.Stderr, "  minimal repro: go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s%s%s --schedule=%s\n", opts.Seed, opts.Scenario, opts.Engine, storeFlag(c), bugFlag(c), path)
 }
 
 func indent(s string) string {
@@ -213,6 +214,14 @@ func short(h string) string {
 	return h
 }
 
+// storeFlag is the --snapshot-store flag of a repro, empty for the default.
+func storeFlag(c config) string {
+	if c.opts.SnapshotStore == "" || c.opts.SnapshotStore == cluster.StoreZeroCopy {
+		return ""
+	}
+	return " --snapshot-store=" + c.opts.SnapshotStore
+}
+
 func bugFlag(c config) string {
 	if c.bug != nil {
 		return " --bug=" + c.bug.Name
@@ -221,7 +230,7 @@ func bugFlag(c config) string {
 }
 
 func repro(c config, seed uint64) string {
-	r := fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s%s", seed, c.opts.Scenario, c.opts.Engine, bugFlag(c))
+	r := fmt.Sprintf("go run ./cmd/simrun --seed=%d --scenario=%s --engine=%s%s%s", seed, c.opts.Scenario, c.opts.Engine, storeFlag(c), bugFlag(c))
 	if c.nodesSet {
 		r += fmt.Sprintf(" --nodes=%d", c.opts.Nodes)
 	}

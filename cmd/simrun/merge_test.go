@@ -171,7 +171,8 @@ func TestMergeOfFourShardsEqualsTheUnshardedSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		cmd := exec.Command(exe, "--seeds=70..77", "--json", "--jobs=2", "--no-pipelining")
+		// Seed 74 hits hashicorp/raft#697 without pipelining on the copying store (KnownIssues).
+		cmd := exec.Command(exe, "--seeds=70..77", "--json", "--jobs=2", "--no-pipelining", "--snapshot-store=copy")
 		if len(env) > 0 {
 			cmd.Args = append(cmd.Args, "--shard=auto", "--shard-count=4")
 		}

@@ -85,7 +85,7 @@ func openInBrowser(t *testing.T, path string) (context.Context, *[]string) {
 // the test also saves a PNG of the timeline (README's picture, see
 // `make timeline-screenshot`).
 func TestSeedReportRendersInABrowser(t *testing.T) {
-	dir, rep := failingReport(t, "install-keeps-stale-keys", 1)
+	dir, rep := failingReport(t, "install-keeps-stale-keys", 3)
 	ctx, requests := openInBrowser(t, filepath.Join(dir, "report.html"))
 
 	eval := func(js string) any {
@@ -110,7 +110,7 @@ func TestSeedReportRendersInABrowser(t *testing.T) {
 	violations, reproText := text("#violations + ul"), text("pre")
 	leaderSpans, downSpans, clientSpans := count("svg.timeline rect.span.leader"), count("svg.timeline rect.span.down"), count("svg.timeline rect.span.ok")
 	svgWidth := eval(`document.querySelector("svg.timeline").getBoundingClientRect().width`).(float64)
-	if !strings.Contains(title, "seed 1") {
+	if !strings.Contains(title, "seed 3") {
 		t.Errorf("title %q", title)
 	}
 	if !strings.Contains(violations, "snapshot-integrity") {

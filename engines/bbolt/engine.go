@@ -377,3 +377,22 @@ func (e *Engine) Close() error {
 	}
 	return nil
 }
+
+var _ engines.Syncer = (*Engine)(nil)
+
+// Sync makes every committed transaction durable: with Options.NoSync
+// commits reach the file but not the disk, and bbolt's own DB.Sync
+// fdatasyncs the file. Without NoSync every commit was synced, so there is
+// nothing to do.
+func (e *Engine) Sync() error {
+	if err := e.checkOpen(); err != nil {
+		return err
+	}
+	if !e.db.NoSync {
+		return nil
+	}
+	if err := e.db.Sync(); err != nil {
+		return fmt.Errorf("bbolt: sync: %w", err)
+	}
+	return nil
+}

@@ -2,7 +2,8 @@
 // Run, checks an implementation against every promise engine.go writes down
 // (a model-based state machine test driven by rapid, point-in-time views under
 // concurrent writes and installs, whole batches under concurrent readers,
-// install semantics, typed errors, durability across reopen). It also owns the few helpers other tests need to feed and
+// install semantics, typed errors, durability across reopen, and the
+// durability barrier of an engine that offers engines.Syncer). It also owns the few helpers other tests need to feed and
 // read engines: Pair, SliceIterator and Collect.
 //
 // The suite's own tests run it against a small in-memory reference engine,
@@ -69,6 +70,7 @@ var checks = []check{
 	{"ClosedEngineReturnsErrClosed", checkClosedEngine},
 	{"WritesSurviveReopen", checkWritesSurviveReopen},
 	{"InstallSurvivesReopen", checkInstallSurvivesReopen},
+	{"SyncerSyncsAndRefusesWhenClosed", checkSyncer},
 }
 
 // Pair is one key-value pair, as SliceIterator yields and Collect returns it.

@@ -57,6 +57,7 @@ type memBugs struct {
 	acceptsOversizedKey      bool // no ErrTooLarge for keys
 	ignoresClose             bool // operations after Close succeed
 	iteratesInInsertionOrder bool // a view yields keys unsorted
+	syncIgnoresClose         bool // Sync succeeds after Close
 }
 
 // memStorage is what survives a close: the state last committed.
@@ -318,6 +319,17 @@ func (e *memEngine) View() (engines.View, error) {
 		e.halfSeen = nil
 	}
 	return &memView{engine: e, state: e.state, installs: e.installs}, nil
+}
+
+// Sync is the durability barrier: every commit of the reference engine is
+// durable already, so it only checks that the engine is open.
+func (e *memEngine) Sync() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed && !e.bugs.syncIgnoresClose {
+		return errMemClosed
+	}
+	return nil
 }
 
 func (e *memEngine) Close() error {

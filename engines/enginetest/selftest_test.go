@@ -84,6 +84,7 @@ func TestSuiteReportsPlantedBugs(t *testing.T) {
 		closed        = "ClosedEngineReturnsErrClosed"
 		installReopen = "InstallSurvivesReopen"
 		writesReopen  = "WritesSurviveReopen"
+		syncer        = "SyncerSyncsAndRefusesWhenClosed"
 	)
 	planted := []struct {
 		bugs     memBugs
@@ -110,6 +111,7 @@ func TestSuiteReportsPlantedBugs(t *testing.T) {
 		{memBugs{ignoresClose: true}, []string{closed}},
 		// Install sources come sorted, so only writes disorder this engine.
 		{memBugs{iteratesInInsertionOrder: true}, []string{model, pointInTime, otherGorout, writesReopen}},
+		{memBugs{syncIgnoresClose: true}, []string{syncer}},
 	}
 	byName := map[string]check{}
 	for _, c := range checks {
