@@ -70,13 +70,17 @@ timeline-screenshot:
 # schedule (testdata/repro): prints the run and the bug's fingerprint, and
 # fails unless simrun classifies the run as that bug.
 repro-raft-697:
-	@testdata/repro/replay.sh hashicorp/raft#697 --seed=74 --scenario=snapshot-install --engine=pebble --schedule=testdata/repro/raft-697.json --no-pipelining
+	@testdata/repro/replay.sh hashicorp/raft#697 --seed=74 --scenario=snapshot-install --engine=pebble --schedule=testdata/repro/raft-697.json --no-pipelining --snapshot-store=copy
 
 repro-raft-697-panic:
-	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json --no-pipelining
+	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json --no-pipelining --snapshot-store=copy
 
+# The future leak's saved schedule (swarm 355) stopped reproducing when
+# Pebble engines began to run unsynced under the zero-copy store (README,
+# Known upstream bugs); the standalone test shows the bug against upstream.
 repro-raft-498:
-	@testdata/repro/replay.sh hashicorp/raft#498 --seed=355 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-498.json --no-pipelining
+	@echo "hashicorp/raft#498 no longer shows in the simulator (see README); the standalone reproduction against upstream:"
+	cd repro && $(GO) test -count=1 -v -run TestApplyFuturesAreAnsweredWhenTheNodeShutsDown ./...
 
 # The standalone reproductions against unpatched hashicorp/raft v1.8.0
 # (repro/, a module of its own): each bug's test fails while the bug is
