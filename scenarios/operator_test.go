@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftsnap/testbed/checkers"
+	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/faults"
 	"github.com/raftsnap/testbed/sim"
 )
@@ -130,7 +131,10 @@ func TestOperatorActionsTakeEffect(t *testing.T) {
 // fails because the restore took effect, put OpRestore in the swarm mix
 // and judge the history across it as a reset.
 func TestUserRestoreIsIgnoredByOurStateMachine(t *testing.T) {
-	rep, err := Run(t, Options{Seed: 3, Scenario: "swarm", Schedule: &faults.Schedule{Nodes: 5, Duration: 20 * time.Second},
+	// The copying store: on the zero-copy store a crash tap of this seed
+	// fires inside raft's restoreUserSnapshot, which panics on a failed
+	// restore (see README, Known upstream bugs).
+	rep, err := Run(t, Options{Seed: 3, Scenario: "swarm", SnapshotStore: cluster.StoreCopy, Schedule: &faults.Schedule{Nodes: 5, Duration: 20 * time.Second},
 		Operator: []OperatorOp{{At: 5 * time.Second, Kind: OpBackup}, {At: 12 * time.Second, Kind: OpRestore}}})
 	if err != nil {
 		t.Fatal(err)
