@@ -219,7 +219,6 @@ var KnownIssues = []KnownIssue{
 		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 4, SnapshotStore: cluster.StoreZeroCopy}},
 }
 
-
 // Signature is the shape of a failing run: its first violation with node
 // names, numbers, hashes and quoted values blanked, e.g. "liveness: _
 // applied _, leader committed _, _s after healing". Failures that no
