@@ -408,36 +408,37 @@ func (k *tapSink) Close() error {
 }
 
 // tapReader counts the bytes read from a stored snapshot, for CrashSend.
+// The crash is taken when it fires; the old instance then reads on, on
+// state nobody reads and through an endpoint already closed, as every
+// crashed instance goes on until it is stopped. (Failing its read instead
+// would make raft panic, and end the simulator, when the read is an
+// operator's Raft.Restore restoring what it stored.)
 type tapReader struct {
 	io.ReadCloser
-	store   *tapStore
-	read    int64
-	crashed bool
+	store *tapStore
+	read  int64
+	fired bool
 }
 
 func (r *tapReader) Read(p []byte) (int, error) {
-	if r.crashed {
-		return 0, errCrashed
-	}
 	w, id := r.store.w, r.store.id
-	if after, ok := w.armedAfter(id, CrashSend); ok && r.read+int64(len(p)) > after {
+	if after, ok := w.armedAfter(id, CrashSend); ok && !r.fired && r.read+int64(len(p)) > after {
 		if head := max(after-r.read, 0); head > 0 {
 			p = p[:head]
-		} else if r.fire(fmt.Sprintf("%d bytes in", r.read)) {
-			return 0, errCrashed
+		} else {
+			r.fire(fmt.Sprintf("%d bytes in", r.read))
 		}
 	}
 	n, err := r.ReadCloser.Read(p)
 	r.read += int64(n)
-	if err == io.EOF {
-		if _, ok := w.armedAfter(id, CrashSend); ok && r.fire(fmt.Sprintf("at end, %d bytes in", r.read)) {
-			return n, errCrashed
+	if err == io.EOF && !r.fired {
+		if _, ok := w.armedAfter(id, CrashSend); ok {
+			r.fire(fmt.Sprintf("at end, %d bytes in", r.read))
 		}
 	}
 	return n, err
 }
 
-func (r *tapReader) fire(detail string) bool {
-	r.crashed = r.store.w.fireTap(r.store.id, r.store.inc, CrashSend, detail)
-	return r.crashed
+func (r *tapReader) fire(detail string) {
+	r.fired = r.store.w.fireTap(r.store.id, r.store.inc, CrashSend, detail)
 }
