@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftsnap/testbed/cluster"
 	"github.com/raftsnap/testbed/scenarios"
 )
 
@@ -171,7 +172,7 @@ func TestTailWriterKeepsThePanicAndItsStack(t *testing.T) {
 // the same bug on its own trace and the runs do not differ: snapshot-install
 // 74 livelocks alike on bbolt and on Pebble.
 func TestDifferentialOfAKnownSeedIsKnown(t *testing.T) {
-	c := config{opts: scenarios.Options{Scenario: "snapshot-install", Engine: scenarios.EnginePebble}, differential: true}
+	c := config{opts: scenarios.Options{Scenario: "snapshot-install", Engine: scenarios.EnginePebble, SnapshotStore: cluster.StoreCopy, NoPipelining: true}, differential: true}
 	rep := runSeed(t, c, 74)
 	if rep.OK || rep.Known != scenarios.RaftSnapshotLivelock {
 		t.Fatalf("known=%q, want %q; violations: %v", rep.Known, scenarios.RaftSnapshotLivelock, rep.Violations)
