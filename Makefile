@@ -76,11 +76,11 @@ repro-raft-697-panic:
 	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json --no-pipelining --snapshot-store=copy
 
 # The future leak's saved schedule (swarm 355) stopped reproducing when
-# Pebble engines began to run unsynced under the zero-copy store (README,
-# Known upstream bugs); the standalone test shows the bug against upstream.
+# Pebble engines began to run unsynced under the zero-copy store; its
+# regression case now is swarm 4 on the default (zero-copy) store, replayed
+# from its seed (not yet shrunk).
 repro-raft-498:
-	@echo "hashicorp/raft#498 no longer shows in the simulator (see README); the standalone reproduction against upstream:"
-	cd repro && $(GO) test -count=1 -v -run TestApplyFuturesAreAnsweredWhenTheNodeShutsDown ./...
+	@testdata/repro/replay.sh hashicorp/raft#498 --seed=4 --scenario=swarm --engine=pebble --snapshot-store=zero-copy
 
 # The standalone reproductions against unpatched hashicorp/raft v1.8.0
 # (repro/, a module of its own): each bug's test fails while the bug is
