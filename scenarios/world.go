@@ -271,18 +271,27 @@ func (w *World) current(id raft.ServerID, inc int) bool {
 // staleNote marks trace events of an instance that has crashed since.
 const staleNote = " (crashed instance)"
 
+// snapshotKept counts a local snapshot of instance inc of node id (a
+// copying store's Persist or a zero-copy store's barrier) and records the
+// index it made durable, if it succeeded; for an instance that has crashed
+// since it counts nothing and returns staleNote for its trace event.
+func (w *World) snapshotKept(id raft.ServerID, inc int, index uint64, err error) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.nodes[id].incarnation != inc {
+		return staleNote
+	}
+	if err == nil {
+		w.stats.SnapshotsBuilt++
+		w.log.Durable = append(w.log.Durable, checkers.Durable{Node: string(id), At: time.Since(w.start), Index: index})
+	}
+	return ""
+}
+
 func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 	return cluster.FSMHooks{
 		Persisted: func(h snapshot.Header, st snapshot.Stats, err error) {
-			note := ""
-			w.mu.Lock()
-			if w.nodes[id].incarnation != inc {
-				note = staleNote
-			} else if err == nil {
-				w.stats.SnapshotsBuilt++
-				w.log.Durable = append(w.log.Durable, checkers.Durable{Node: string(id), At: time.Since(w.start), Index: h.Index})
-			}
-			w.mu.Unlock()
+			note := w.snapshotKept(id, inc, h.Index, err)
 			w.Trace.Record(string(id), "snapshot-persist", fmt.Sprintf("index=%d term=%d pairs=%d bytes=%d err=%v%s", h.Index, h.Term, st.Pairs, st.Bytes, err, note))
 		},
 		Applied: func(logs []*raft.Log) {
@@ -298,15 +307,7 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 			}
 		},
 		Referenced: func(at engines.Applied, err error) {
-			note := ""
-			w.mu.Lock()
-			if w.nodes[id].incarnation != inc {
-				note = staleNote
-			} else if err == nil {
-				w.stats.SnapshotsBuilt++
-				w.log.Durable = append(w.log.Durable, checkers.Durable{Node: string(id), At: time.Since(w.start), Index: at.Index})
-			}
-			w.mu.Unlock()
+			note := w.snapshotKept(id, inc, at.Index, err)
 			w.Trace.Record(string(id), "snapshot-reference", fmt.Sprintf("index=%d term=%d err=%v%s", at.Index, at.Term, err, note))
 			if err == nil {
 				w.fireTap(id, inc, CrashReferenced, fmt.Sprintf("index=%d", at.Index))
