@@ -75,12 +75,11 @@ repro-raft-697:
 repro-raft-697-panic:
 	@testdata/repro/replay.sh hashicorp/raft#697/panic --seed=100 --scenario=partition-heal --engine=pebble --schedule=testdata/repro/raft-697-panic.json --no-pipelining --snapshot-store=copy
 
-# The future leak's saved schedule (swarm 355) stopped reproducing when
-# Pebble engines began to run unsynced under the zero-copy store; its
-# regression case now is swarm 4 on the default (zero-copy) store, replayed
-# from its seed (not yet shrunk).
+# The future leak's first saved schedule (swarm 355) stopped reproducing when
+# Pebble engines began to run unsynced under the zero-copy store; this one is
+# swarm 4 on the default (zero-copy) store, shrunk with --shrink.
 repro-raft-498:
-	@testdata/repro/replay.sh hashicorp/raft#498 --seed=4 --scenario=swarm --engine=pebble --snapshot-store=zero-copy
+	@testdata/repro/replay.sh hashicorp/raft#498 --seed=4 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-498.json --snapshot-store=zero-copy
 
 # The standalone reproductions against unpatched hashicorp/raft v1.8.0
 # (repro/, a module of its own): each bug's test fails while the bug is
