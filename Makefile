@@ -83,6 +83,6 @@ repro-raft-498:
 
 # The standalone reproductions against unpatched hashicorp/raft v1.8.0
 # (repro/, a module of its own): each bug's test fails while the bug is
-# there, so this target fails; the control test passes.
+# there, so this target fails; the control tests pass.
 repro-upstream:
 	cd repro && $(GO) test -count=1 -v ./...

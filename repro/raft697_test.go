@@ -39,7 +39,7 @@ func TestFollowerCatchesUpAfterASnapshotWhenNoReplyIsLost(t *testing.T) {
 }
 
 func catchUpAfterSnapshot(t *testing.T, loseReply bool) {
-	c := newCluster(t, 3)
+	c := newCluster(t, 3, false)
 	leader := c.waitLeader(t)
 	term := c.nodes[leader].Stats()["term"]
 	defer func() {
@@ -97,6 +97,9 @@ type controller struct {
 	pending   atomic.Bool // an InstallSnapshot to victim went through
 	dropped   atomic.Bool
 	snapshots atomic.Int64
+	// resent counts the InstallSnapshots to victim that succeeded after
+	// the reply was lost: the same snapshot, installed again.
+	resent atomic.Int64
 }
 
 // lossyTransport is an InmemTransport whose outbound calls the controller
@@ -117,6 +120,9 @@ func (l *lossyTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAdd
 		l.ctl.snapshots.Add(1)
 		if err == nil && resp.Success && l.ctl.armed.Load() && !l.ctl.dropped.Load() {
 			l.ctl.pending.Store(true)
+		}
+		if err == nil && resp.Success && l.ctl.dropped.Load() {
+			l.ctl.resent.Add(1)
 		}
 	}
 	return err
@@ -145,6 +151,7 @@ func (l *lossyTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Ser
 type cluster struct {
 	nodes  []*raft.Raft
 	fsms   []*indexFSM
+	stores []raft.LogStore
 	trans  []*raft.InmemTransport
 	addrs  []raft.ServerAddress
 	ctl    *controller
@@ -152,7 +159,10 @@ type cluster struct {
 	closed bool
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+// newCluster starts n nodes on InmemStores; with monotonic, each store
+// declares itself a raft.MonotonicLogStore, as raft-wal and
+// raft-boltdb/v2 do.
+func newCluster(t *testing.T, n int, monotonic bool) *cluster {
 	t.Helper()
 	c := &cluster{ctl: &controller{}}
 	var servers []raft.Server
@@ -184,18 +194,23 @@ func newCluster(t *testing.T, n int) *cluster {
 		conf.SnapshotInterval = time.Hour
 		conf.TrailingLogs = 0
 		conf.LogOutput = io.Discard
-		store := raft.NewInmemStore()
+		inmem := raft.NewInmemStore()
+		var logs raft.LogStore = inmem
+		if monotonic {
+			logs = monotonicStore{inmem}
+		}
 		snaps := raft.NewInmemSnapshotStore()
 		fsm := &indexFSM{}
-		if err := raft.BootstrapCluster(conf, store, store, snaps, c.trans[i], raft.Configuration{Servers: servers}); err != nil {
+		if err := raft.BootstrapCluster(conf, logs, inmem, snaps, c.trans[i], raft.Configuration{Servers: servers}); err != nil {
 			t.Fatal(err)
 		}
-		r, err := raft.NewRaft(conf, fsm, store, store, snaps, &lossyTransport{InmemTransport: c.trans[i], ctl: c.ctl})
+		r, err := raft.NewRaft(conf, fsm, logs, inmem, snaps, &lossyTransport{InmemTransport: c.trans[i], ctl: c.ctl})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.nodes = append(c.nodes, r)
 		c.fsms = append(c.fsms, fsm)
+		c.stores = append(c.stores, logs)
 	}
 	t.Cleanup(func() {
 		for _, r := range c.nodes {
