@@ -244,3 +244,44 @@ func (e *staleKeysEngine) Sync() error { return engines.Sync(e.Engine) }
 func (e *nonAtomicEngine) Sync() error { return engines.Sync(e.Engine) }
 func (e *lenientEngine) Sync() error   { return engines.Sync(e.Engine) }
 func (e *forgetfulEngine) Sync() error { return engines.Sync(e.Engine) }
+
+// ... and its checkpoints (engines.Checkpointer), so that a node still runs
+// the checkpoint store when one is asked for.
+
+func (e *liveViewEngine) Checkpoint(dir string) error  { return engines.Checkpoint(e.Engine, dir) }
+func (e *staleKeysEngine) Checkpoint(dir string) error { return engines.Checkpoint(e.Engine, dir) }
+func (e *nonAtomicEngine) Checkpoint(dir string) error { return engines.Checkpoint(e.Engine, dir) }
+func (e *lenientEngine) Checkpoint(dir string) error   { return engines.Checkpoint(e.Engine, dir) }
+func (e *forgetfulEngine) Checkpoint(dir string) error { return engines.Checkpoint(e.Engine, dir) }
+
+func (e *liveViewEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+func (e *staleKeysEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+func (e *nonAtomicEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+func (e *lenientEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+func (e *forgetfulEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+
+func (e *liveViewEngine) RestoreCheckpoint(dir string) error {
+	return engines.RestoreCheckpoint(e.Engine, dir)
+}
+func (e *staleKeysEngine) RestoreCheckpoint(dir string) error {
+	return engines.RestoreCheckpoint(e.Engine, dir)
+}
+func (e *nonAtomicEngine) RestoreCheckpoint(dir string) error {
+	return engines.RestoreCheckpoint(e.Engine, dir)
+}
+func (e *lenientEngine) RestoreCheckpoint(dir string) error {
+	return engines.RestoreCheckpoint(e.Engine, dir)
+}
+func (e *forgetfulEngine) RestoreCheckpoint(dir string) error {
+	return engines.RestoreCheckpoint(e.Engine, dir)
+}

@@ -111,6 +111,9 @@ type FSMHooks struct {
 	// it from a fresh view, with the position it sends and the stream's
 	// size, or the error that kept it from serving.
 	Served func(h snapshot.Header, size int64, err error)
+	// LocalRestored is called after a CheckpointStore restored the engine
+	// from a local checkpoint at start, with the checkpoint's position.
+	LocalRestored func(at engines.Applied, err error)
 	// Applied is called after each batch of entries reaches the engine,
 	// with the entries newly applied (not those skipped as replayed).
 	Applied func(logs []*raft.Log)
@@ -368,6 +371,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 func (f *FSM) ReachPosition(index, term uint64) error {
 	f.write.Lock()
 	defer f.write.Unlock()
+	return f.reach(index, term)
+}
+
+// reach is ReachPosition; the caller holds write.
+func (f *FSM) reach(index, term uint64) error {
 	if f.failed != nil {
 		return f.failed
 	}
@@ -380,6 +388,47 @@ func (f *FSM) ReachPosition(index, term uint64) error {
 	}
 	f.mu.Lock()
 	f.applied = next
+	f.mu.Unlock()
+	return nil
+}
+
+// HoldAt brings the engine to raft's snapshot index as ReachPosition does
+// and runs fn while no entry can apply, with the engine's exact position
+// (index or above: entries raft applied after it took the snapshot stay
+// applied) and the count of its pairs and their bytes (counted false if
+// the count is not known). A checkpoint taken by fn is the state at that
+// position and nothing else.
+func (f *FSM) HoldAt(index, term uint64, fn func(at engines.Applied, pairs, kvBytes uint64, counted bool) error) error {
+	f.write.Lock()
+	defer f.write.Unlock()
+	if err := f.reach(index, term); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	at := f.applied
+	f.mu.Unlock()
+	return fn(at, f.contents.pairs, f.contents.kvBytes, f.contents.known)
+}
+
+// Reload replaces the engine's state by running replace (a restore from a
+// local checkpoint, before raft starts) while no entry can apply, then
+// reads the engine's position back; pairs and kvBytes count the new
+// contents if counted. A failed replace leaves the state machine as it
+// was.
+func (f *FSM) Reload(replace func() error, pairs, kvBytes uint64, counted bool) error {
+	f.write.Lock()
+	defer f.write.Unlock()
+	if err := replace(); err != nil {
+		return err
+	}
+	applied, err := f.engine.Applied()
+	if err != nil {
+		return fmt.Errorf("cluster: reading applied position after a restore: %w", err)
+	}
+	f.setContents(contentSize{pairs: pairs, kvBytes: kvBytes, known: counted})
+	f.mu.Lock()
+	f.applied = applied
+	f.failed = nil
 	f.mu.Unlock()
 	return nil
 }

@@ -37,8 +37,10 @@ type NodeConfig struct {
 	// then has the node take a fresh snapshot.
 	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
 	// SnapshotStore is the kind of snapshot store (StoreKinds); "" means
-	// StoreZeroCopy. An engine that is not an engines.Syncer gets
-	// StoreCopy instead (Node.SnapshotStore says which).
+	// StoreZeroCopy. StoreCheckpoint on an engine that is not an
+	// engines.Checkpointer (or a storage without Stores.CheckpointFS) falls
+	// back to StoreZeroCopy, and an engine that is not an engines.Syncer
+	// gets StoreCopy (Node.SnapshotStore says which).
 	SnapshotStore string
 	// WrapSnapshots, if set, wraps the snapshot store exactly as raft sees
 	// it, outermost (for tracing, fault injection and crash taps).
@@ -54,6 +56,10 @@ type Node struct {
 	// RecoveredFromSnapshot reports whether start-up installed the newest
 	// stored snapshot because the engine was behind it.
 	RecoveredFromSnapshot bool
+	// RestoredFromCheckpoint reports whether start-up restored the engine
+	// from its newest local checkpoint (a checkpoint store), because the
+	// engine was behind it.
+	RestoredFromCheckpoint bool
 	// SnapshotStore is the kind of snapshot store the node runs.
 	SnapshotStore string
 
@@ -79,8 +85,11 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: opening storage of %s: %w", cfg.ID, err)
 	}
-	// The capability is the engine's own; wrappers forward Sync whether
-	// or not the engine has it (engines.Sync).
+	// The capabilities are the engine's own; wrappers forward them
+	// whether or not the engine has them (engines.Sync, engines.Checkpoint).
+	if _, canCheckpoint := stores.Engine.(engines.Checkpointer); kind == StoreCheckpoint && (!canCheckpoint || stores.CheckpointFS == nil) {
+		kind = StoreZeroCopy
+	}
 	if _, canSync := stores.Engine.(engines.Syncer); !canSync {
 		kind = StoreCopy
 	}
@@ -100,7 +109,25 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	}
 	streams := guard(stores.Snapshots)
 	var snaps raft.SnapshotStore = streams
-	if kind == StoreZeroCopy {
+	restored := false
+	switch kind {
+	case StoreCheckpoint:
+		cp, ok := stores.Engine.(engines.Checkpointer)
+		if !ok {
+			return nil, errors.Join(fmt.Errorf("cluster: %s: a wrapper around the engine hides its checkpoints: %w", cfg.ID, engines.ErrNoCheckpoint), stores.Close())
+		}
+		cs, err := OpenCheckpointStore(fsm, cp, stores.CheckpointFS, stores.CheckpointDir, streams, n.refresh.ask)
+		if err != nil {
+			return nil, errors.Join(err, stores.Close())
+		}
+		// A local checkpoint ahead of the engine (which lost writes the
+		// checkpoint holds) is restored before anything else.
+		if _, restored, err = cs.RestoreLocal(); err != nil {
+			return nil, errors.Join(err, stores.Close())
+		}
+		fsm.UseLocalSnapshots(cs)
+		snaps = cs
+	case StoreZeroCopy:
 		syncer, ok := stores.Engine.(engines.Syncer)
 		if !ok {
 			return nil, errors.Join(fmt.Errorf("cluster: %s: a wrapper around the engine hides its Sync: %w", cfg.ID, engines.ErrNoSync), stores.Close())
@@ -132,7 +159,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("cluster: starting raft on %s: %w", cfg.ID, err), stores.Close())
 	}
-	n.Raft, n.RecoveredFromSnapshot, n.SnapshotStore = r, recovered, kind
+	n.Raft, n.RecoveredFromSnapshot, n.RestoredFromCheckpoint, n.SnapshotStore = r, recovered, restored, kind
 	n.refresh.start(r)
 	return n, nil
 }

@@ -31,6 +31,12 @@ type Stores struct {
 	Logs      raft.LogStore
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
+	// CheckpointFS and CheckpointDir are where a checkpoint store keeps
+	// the engine's checkpoints: the engine's own filesystem, so that a
+	// checkpoint can link the engine's files. Nil for a storage that
+	// cannot hold them (the node then runs another store).
+	CheckpointFS  vfs.FS
+	CheckpointDir string
 	// Closers release what Open opened, in order, after raft has shut
 	// down.
 	Closers []func() error
@@ -192,6 +198,8 @@ const (
 	PebbleEngineDir   = "engine"
 	PebbleLogDir      = "raft"
 	PebbleSnapshotDir = snapshotDir
+	// PebbleCheckpointDir holds a checkpoint store's checkpoints.
+	PebbleCheckpointDir = "checkpoints"
 )
 
 // PebbleStorage keeps a node's whole state on one vfs.FS: the Pebble
@@ -231,6 +239,7 @@ func (s PebbleStorage) Open() (*Stores, error) {
 	if err := openSnapshotStores(st, s.FS, ""); err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
+	st.CheckpointFS, st.CheckpointDir = s.FS, PebbleCheckpointDir
 	return st, nil
 }
 

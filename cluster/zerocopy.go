@@ -28,7 +28,11 @@ const (
 )
 
 // StoreKinds lists the snapshot store kinds, the default first.
-func StoreKinds() []string { return []string{StoreZeroCopy, StoreCopy} }
+// StoreCheckpoint needs an engine that is an engines.Checkpointer (Pebble)
+// on a storage that gives it a place (Stores.CheckpointFS); a node whose
+// engine is not falls back to StoreZeroCopy, or to StoreCopy without
+// engines.Syncer (bbolt falls back to zero-copy).
+func StoreKinds() []string { return []string{StoreZeroCopy, StoreCopy, StoreCheckpoint} }
 
 // ErrUnknownStore is returned for a snapshot store kind StoreKinds lacks.
 var ErrUnknownStore = errors.New("cluster: unknown snapshot store kind")
@@ -65,17 +69,43 @@ type ZeroCopyStore struct {
 	engine engines.Syncer
 	files  raft.SnapshotStore
 	hooks  FSMHooks
+	sinks  sinkRegistry
+}
 
-	mu sync.Mutex
-	// created holds what raft's Create said of each sink not yet closed,
-	// by ID, so that a local snapshot's Persist knows raft's index.
+// sinkRegistry holds what raft's Create said of each sink not yet closed,
+// by ID, so that a local snapshot's Persist knows raft's index.
+type sinkRegistry struct {
+	mu      sync.Mutex
 	created map[string]*zeroCopySink
+}
+
+func (r *sinkRegistry) add(k *zeroCopySink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.created == nil {
+		r.created = map[string]*zeroCopySink{}
+	}
+	r.created[k.id] = k
+}
+
+func (r *sinkRegistry) lookup(id string) *zeroCopySink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.created[id]
+}
+
+func (r *sinkRegistry) forget(k *zeroCopySink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.created[k.id] == k {
+		delete(r.created, k.id)
+	}
 }
 
 // NewZeroCopyStore returns the store for fsm over its engine, with files
 // holding the full snapshots received.
 func NewZeroCopyStore(fsm *FSM, engine engines.Syncer, files raft.SnapshotStore) *ZeroCopyStore {
-	return &ZeroCopyStore{fsm: fsm, engine: engine, files: files, hooks: fsm.hooks, created: map[string]*zeroCopySink{}}
+	return &ZeroCopyStore{fsm: fsm, engine: engine, files: files, hooks: fsm.hooks}
 }
 
 var _ raft.SnapshotStore = (*ZeroCopyStore)(nil)
@@ -101,9 +131,7 @@ type localReference struct{ store *ZeroCopyStore }
 // barrier; the sink publishes nothing.
 func (r *localReference) Persist(sink raft.SnapshotSink) error {
 	z := r.store
-	z.mu.Lock()
-	k := z.created[sink.ID()]
-	z.mu.Unlock()
+	k := z.sinks.lookup(sink.ID())
 	if k == nil {
 		return errors.Join(fmt.Errorf("%w: %s is not a sink of this store", ErrNotReference, sink.ID()), sink.Cancel())
 	}
@@ -138,20 +166,18 @@ func (r *localReference) Release() {}
 // stored stream if data is written to it (InstallSnapshot).
 func (z *ZeroCopyStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
 	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
-	k := &zeroCopySink{store: z, id: referenceID(engines.Applied{Index: index, Term: term}), index: index, term: term,
+	k := &zeroCopySink{sinks: &z.sinks, id: referenceID(engines.Applied{Index: index, Term: term}), index: index, term: term,
 		create: func() (raft.SnapshotSink, error) {
 			return z.files.Create(version, index, term, configuration, configurationIndex, trans)
 		}}
-	z.mu.Lock()
-	z.created[k.id] = k
-	z.mu.Unlock()
+	z.sinks.add(k)
 	return k, nil
 }
 
 // zeroCopySink becomes a local snapshot or a stored stream, whichever its
 // user makes it.
 type zeroCopySink struct {
-	store       *ZeroCopyStore
+	sinks       *sinkRegistry
 	id          string
 	index, term uint64
 	create      func() (raft.SnapshotSink, error)
@@ -192,13 +218,7 @@ func (k *zeroCopySink) Write(p []byte) (int, error) {
 	return k.file.Write(p)
 }
 
-func (k *zeroCopySink) forget() {
-	k.store.mu.Lock()
-	if k.store.created[k.id] == k {
-		delete(k.store.created, k.id)
-	}
-	k.store.mu.Unlock()
-}
+func (k *zeroCopySink) forget() { k.sinks.forget(k) }
 
 // Close publishes the stored stream; a local snapshot has nothing to
 // publish. A second Close returns what the first returned.

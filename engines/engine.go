@@ -165,3 +165,59 @@ func Sync(e Engine) error {
 	}
 	return ErrNoSync
 }
+
+// Checkpointer is an optional capability: an engine that can keep an
+// exact past state of itself cheaply (for an LSM, hard links to its
+// immutable files), read it back, and become it again. It is what lets a
+// Raft node keep each local snapshot as a checkpoint
+// (cluster.CheckpointStore) instead of a copy, stream a follower's snapshot
+// from it, and restore the engine from it after losing state
+// (the seed design's restore_from_snapshot). Directories are paths on the
+// engine's own filesystem.
+type Checkpointer interface {
+	Syncer
+	// Checkpoint writes the engine's current contents and position into
+	// dir, which must not exist, as a self-contained engine; every write
+	// that returned before it is included, and the engine is durable up
+	// to them when it returns. A checkpoint an interrupted call leaves
+	// behind may be incomplete: callers mark completion themselves.
+	Checkpoint(dir string) error
+	// OpenCheckpoint opens the checkpoint in dir read-only, as a view;
+	// closing the view releases it. The checkpoint is not changed.
+	OpenCheckpoint(dir string) (View, error)
+	// RestoreCheckpoint replaces the engine's whole contents and position
+	// by those of the checkpoint in dir, atomically across a crash: the
+	// engine then reopens either as it was or as the checkpoint. The
+	// checkpoint stays as it is. No view may be open.
+	RestoreCheckpoint(dir string) error
+}
+
+// ErrNoCheckpoint is returned by the checkpoint helpers for an engine that
+// is not a Checkpointer, such as a wrapper around one.
+var ErrNoCheckpoint = errors.New("engines: engine cannot take checkpoints")
+
+// Checkpoint, OpenCheckpoint and RestoreCheckpoint call e's if e is a
+// Checkpointer and return ErrNoCheckpoint otherwise. Engine wrappers
+// forward the capability through them.
+func Checkpoint(e Engine, dir string) error {
+	if c, ok := e.(Checkpointer); ok {
+		return c.Checkpoint(dir)
+	}
+	return ErrNoCheckpoint
+}
+
+// OpenCheckpoint: see Checkpoint.
+func OpenCheckpoint(e Engine, dir string) (View, error) {
+	if c, ok := e.(Checkpointer); ok {
+		return c.OpenCheckpoint(dir)
+	}
+	return nil, ErrNoCheckpoint
+}
+
+// RestoreCheckpoint: see Checkpoint.
+func RestoreCheckpoint(e Engine, dir string) error {
+	if c, ok := e.(Checkpointer); ok {
+		return c.RestoreCheckpoint(dir)
+	}
+	return ErrNoCheckpoint
+}

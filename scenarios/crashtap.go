@@ -35,10 +35,13 @@ const (
 	CrashInstalled CrashPoint = "installed"
 	// CrashBarrier is at a zero-copy local snapshot's durability barrier,
 	// before the engine syncs (engines.Syncer): the engine's unsynced
-	// writes are still at the mercy of a power loss.
+	// writes are still at the mercy of a power loss. On a checkpoint store
+	// it is before the checkpoint, or after it and before its completion
+	// marker (tapEngine.Checkpoint).
 	CrashBarrier CrashPoint = "barrier"
 	// CrashReferenced is right after a zero-copy local snapshot's
-	// reference became durable, before raft compacts its log.
+	// reference became durable (on a checkpoint store, its checkpoint was
+	// marked complete), before raft compacts its log.
 	CrashReferenced CrashPoint = "referenced"
 )
 
@@ -218,6 +221,34 @@ func (e *tapEngine) Sync() error {
 		return errCrashed
 	}
 	return engines.Sync(e.Engine)
+}
+
+// Checkpoint fires CrashBarrier in a checkpoint store's local snapshot,
+// either before the checkpoint (the engine's writes still unsynced, as at
+// the zero-copy store's barrier) or after it and before the store writes
+// its completion marker (a complete checkpoint that no marker vouches
+// for); which one is hashed from (seed, node, incarnation, checkpoint), so
+// that runs on the other stores keep their plans.
+func (e *tapEngine) Checkpoint(dir string) error {
+	before := e.w.Seed.Child(fmt.Sprintf("checkpoint-tap/%s/%d/%s", e.id, e.inc, dir)).Hash(0)%2 == 0
+	if before && e.w.fireTap(e.id, e.inc, CrashBarrier, "before checkpoint") {
+		return errCrashed
+	}
+	if err := engines.Checkpoint(e.Engine, dir); err != nil {
+		return err
+	}
+	if !before && e.w.fireTap(e.id, e.inc, CrashBarrier, "checkpoint written, before its marker") {
+		return errCrashed
+	}
+	return nil
+}
+
+func (e *tapEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+
+func (e *tapEngine) RestoreCheckpoint(dir string) error {
+	return engines.RestoreCheckpoint(e.Engine, dir)
 }
 
 func (e *tapEngine) Install(src engines.Iterator, applied engines.Applied) error {

@@ -95,7 +95,7 @@ func (d *simDisk) MaybeError(op errorfs.Op) error {
 		time.Sleep(lo + time.Duration(h%uint64(hi-lo+1)))
 	}
 	if p > 0 && op.Kind.ReadOrWrite() == errorfs.OpIsWrite && float64(h>>11)/(1<<53) < p {
-		if handledByUs(op.Path) {
+		if handledByUs(op.Path) && !(isSync && checkpointDir(op.Path)) {
 			d.injected.Add(1)
 			if inDir(op.Path, cluster.PebbleSnapshotDir) && op.Kind != errorfs.OpFileClose && h&(1<<10) != 0 {
 				d.full.Add(1)
@@ -142,7 +142,7 @@ type readFaultFS struct {
 
 func (fs readFaultFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 	f, err := fs.FS.Open(name, opts...)
-	if err != nil || !inDir(name, cluster.PebbleSnapshotDir) {
+	if err != nil || !storedSnapshot(name) {
 		return f, err
 	}
 	return &readFaultFile{File: f, d: fs.d, path: name}, nil
@@ -175,7 +175,24 @@ func (f *readFaultFile) ReadAt(p []byte, off int64) (int, error) {
 // that handles it: the snapshot store, or the staging files of the Pebble
 // engine's install (written before Pebble ingests them).
 func handledByUs(path string) bool {
-	return inDir(path, cluster.PebbleSnapshotDir) || strings.Contains(path, "/install-staging/")
+	return storedSnapshot(path) || strings.Contains(path, "/install-staging/")
+}
+
+// checkpointDir reports whether path is the checkpoint store's directory
+// or one checkpoint's: Pebble's checkpoint panics when a sync of one fails
+// (its atomic marker's Move), as a real process dies there, so a failed
+// sync there is a fail-stop crash, not an error.
+func checkpointDir(path string) bool {
+	rest, ok := strings.CutPrefix(path, cluster.PebbleCheckpointDir)
+	return ok && (rest == "" || (strings.HasPrefix(rest, "/") && !strings.Contains(rest[1:], "/")))
+}
+
+// storedSnapshot reports whether path is in the snapshot store: its
+// stored streams, or a checkpoint store's checkpoints (whose errors the
+// store handles: a failed checkpoint fails the local snapshot, a failed
+// read fails the send).
+func storedSnapshot(path string) bool {
+	return inDir(path, cluster.PebbleSnapshotDir) || inDir(path, cluster.PebbleCheckpointDir)
 }
 
 // inDir reports whether path is dir or inside it.

@@ -99,3 +99,20 @@ func (e *quietEngine) Sync() error {
 	e.q.Quiesce()
 	return engines.Sync(e.Engine)
 }
+
+// Checkpoint, OpenCheckpoint and RestoreCheckpoint forward a checkpoint
+// store's engine capability (engines.Checkpointer); the two that write
+// wait as writes do.
+func (e *quietEngine) Checkpoint(dir string) error {
+	e.q.Quiesce()
+	return engines.Checkpoint(e.Engine, dir)
+}
+
+func (e *quietEngine) OpenCheckpoint(dir string) (engines.View, error) {
+	return engines.OpenCheckpoint(e.Engine, dir)
+}
+
+func (e *quietEngine) RestoreCheckpoint(dir string) error {
+	e.q.Quiesce()
+	return engines.RestoreCheckpoint(e.Engine, dir)
+}

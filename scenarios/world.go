@@ -254,7 +254,11 @@ func (w *World) Start(id raft.ServerID) error {
 	s.node = node
 	w.log.Starts = append(w.log.Starts, startRec)
 	w.mu.Unlock()
-	w.Trace.Record(string(id), "start", fmt.Sprintf("engine=%s snapshot-store=%s applied=%d recovered=%v", s.engine, node.SnapshotStore, node.FSM.Applied().Index, node.RecoveredFromSnapshot))
+	detail := fmt.Sprintf("engine=%s snapshot-store=%s applied=%d recovered=%v", s.engine, node.SnapshotStore, node.FSM.Applied().Index, node.RecoveredFromSnapshot)
+	if node.RestoredFromCheckpoint {
+		detail += " restored-from-checkpoint=true"
+	}
+	w.Trace.Record(string(id), "start", detail)
 	return nil
 }
 
@@ -312,6 +316,9 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 			if err == nil {
 				w.fireTap(id, inc, CrashReferenced, fmt.Sprintf("index=%d", at.Index))
 			}
+		},
+		LocalRestored: func(at engines.Applied, err error) {
+			w.Trace.Record(string(id), "checkpoint-restore", fmt.Sprintf("index=%d term=%d err=%v", at.Index, at.Term, err))
 		},
 		Served: func(h snapshot.Header, size int64, err error) {
 			note := ""

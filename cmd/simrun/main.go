@@ -87,7 +87,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	shardCount := fs.Int("shard-count", 0, "with --shard=auto, the number of shards `N` (default: $SHARD_COUNT)")
 	fs.StringVar(&c.opts.Scenario, "scenario", "snapshot-install", "the scenario to run (see --list-scenarios)")
 	fs.StringVar(&c.opts.Engine, "engine", "pebble", "engine of every node: bbolt, pebble or mixed")
-	fs.StringVar(&c.opts.SnapshotStore, "snapshot-store", cluster.StoreZeroCopy, "snapshot store of every node: zero-copy (a local snapshot is a durable reference to the engine, streamed from a view only when sent), copy (every local snapshot streams the state into a file) or mixed (zero-copy on even nodes, copy on odd)")
+	fs.StringVar(&c.opts.SnapshotStore, "snapshot-store", cluster.StoreZeroCopy, "snapshot store of every node: zero-copy (a local snapshot is a durable reference to the engine, streamed from a view only when sent), copy (every local snapshot streams the state into a file), checkpoint (a local snapshot is a Pebble checkpoint, streamed from it when sent, restored locally when the engine is behind it; bbolt and custom engines, which cannot checkpoint, run zero-copy) or mixed (zero-copy on even nodes, copy on odd)")
 	fs.IntVar(&c.opts.Nodes, "nodes", 0, "initial cluster size (default: the scenario's)")
 	fs.DurationVar(&c.opts.Duration, "duration", 0, "virtual length of the safety phase (default: the scenario's)")
 	fs.StringVar(&c.outDir, "out", "", "write each failing seed's artifacts into `DIR`/<scenario>-<engine>-seed-<N>: report.html (violations, fault schedule, timeline, repro and shrink commands; opens offline), timeline.json, and porcupine's visualization of a non-linearizable history")

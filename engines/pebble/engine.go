@@ -86,9 +86,14 @@ var (
 
 // Engine is a Pebble database implementing engines.Engine.
 type Engine struct {
-	db         *pdb.DB
-	popts      *pdb.Options // with defaults filled in, for sstable writer options
-	fs         vfs.FS
+	db    *pdb.DB
+	popts *pdb.Options // with defaults filled in, for sstable writer options
+	fs    vfs.FS
+	// dir is the engine's directory; dbDir is where its DB lives: dir
+	// itself, or a subdirectory of it once a checkpoint was restored
+	// (see RestoreCheckpoint).
+	dir, dbDir string
+	logger     pdb.Logger
 	stagingDir string
 	fileSize   int64
 	writeOpts  *pdb.WriteOptions
@@ -99,8 +104,9 @@ type Engine struct {
 
 var _ engines.Engine = (*Engine)(nil)
 
-// Open opens (creating if needed) the engine stored in dir on opts.FS and
-// removes the staged files of any install a crash interrupted.
+// Open opens (creating if needed) the engine stored in dir and removes
+// what a crash left of an install (staged files) or of a restore from a
+// checkpoint (see RestoreCheckpoint).
 func Open(dir string, opts Options) (*Engine, error) {
 	fs := opts.FS
 	if fs == nil {
@@ -116,7 +122,35 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err := fs.RemoveAll(stagingDir); err != nil {
 		return nil, fmt.Errorf("pebble engine: remove install leftovers: %w", err)
 	}
-	fatal := &fatalRecorder{next: opts.Logger}
+	live, err := liveDBDir(fs, dir)
+	if err != nil {
+		return nil, err
+	}
+	fileSize := opts.InstallFileSize
+	if fileSize <= 0 {
+		fileSize = defaultInstallFileSize
+	}
+	writeOpts := pdb.Sync
+	if opts.NoSync {
+		writeOpts = pdb.NoSync
+	}
+	e := &Engine{
+		fs:         fs,
+		dir:        dir,
+		stagingDir: stagingDir,
+		fileSize:   fileSize,
+		writeOpts:  writeOpts,
+		logger:     opts.Logger,
+	}
+	if err := e.openDB(live); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// pebbleOptions are the Pebble options of every DB an engine opens: its
+// own, and the checkpoints it reads. Each Open gets a fresh set.
+func pebbleOptions(fs vfs.FS, logger pdb.Logger) *pdb.Options {
 	popts := &pdb.Options{
 		FS: fs,
 		// Older table formats use a row-block writer that pools channels
@@ -128,7 +162,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		FormatMajorVersion: pdb.FormatNewest,
 		CacheSize:          cacheSize,
 		MemTableSize:       memTableSize,
-		Logger:             fatal,
+		Logger:             logger,
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].BlockSize = blockSize
@@ -143,30 +177,22 @@ func Open(dir string, opts Options) (*Engine, error) {
 	// replay; the simulator's data sets are too small to need it.
 	popts.Experimental.ReadSamplingMultiplier = -1
 	popts.EnsureDefaults()
-	db, err := pdb.Open(dir, popts)
+	return popts
+}
+
+// openDB opens the engine's DB in dbDir.
+func (e *Engine) openDB(dbDir string) error {
+	fatal := &fatalRecorder{next: e.logger}
+	popts := pebbleOptions(e.fs, fatal)
+	db, err := pdb.Open(dbDir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("pebble engine: open %s: %w", dir, err)
+		return fmt.Errorf("pebble engine: open %s: %w", dbDir, err)
 	}
 	if err := fatal.failure(); err != nil {
-		return nil, errors.Join(err, db.Close())
+		return errors.Join(err, db.Close())
 	}
-	fileSize := opts.InstallFileSize
-	if fileSize <= 0 {
-		fileSize = defaultInstallFileSize
-	}
-	writeOpts := pdb.Sync
-	if opts.NoSync {
-		writeOpts = pdb.NoSync
-	}
-	return &Engine{
-		db:         db,
-		popts:      popts,
-		fs:         fs,
-		stagingDir: stagingDir,
-		fileSize:   fileSize,
-		writeOpts:  writeOpts,
-		fatal:      fatal,
-	}, nil
+	e.db, e.popts, e.fatal, e.dbDir = db, popts, fatal, dbDir
+	return nil
 }
 
 // enter admits an operation, or says why it may not run. Every successful
@@ -368,6 +394,14 @@ func (g *gate) removeView() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.views--
+}
+
+// reopen admits operations again after close, for an engine that closed
+// its DB only to open another (RestoreCheckpoint).
+func (g *gate) reopen() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = false
 }
 
 func (g *gate) close() error {

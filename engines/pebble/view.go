@@ -16,7 +16,7 @@ func (e *Engine) View() (engines.View, error) {
 	if err := e.enter(); err != nil {
 		return nil, err
 	}
-	v, err := e.newView()
+	v, err := newView(e.db, &e.gate)
 	if err = e.leave(err); err != nil {
 		if v != nil { // Pebble failed fatally meanwhile
 			err = errors.Join(err, v.Close())
@@ -26,8 +26,9 @@ func (e *Engine) View() (engines.View, error) {
 	return v, nil
 }
 
-func (e *Engine) newView() (*view, error) {
-	base, err := e.db.NewIter(&viewBounds)
+// newView takes a view of db, registered with g.
+func newView(db *pdb.DB, g *gate) (*view, error) {
+	base, err := db.NewIter(&viewBounds)
 	if err != nil {
 		return nil, err
 	}
@@ -41,13 +42,13 @@ func (e *Engine) newView() (*view, error) {
 	if err == nil {
 		err = base.Error()
 	}
-	if err == nil && !e.gate.addView() {
+	if err == nil && !g.addView() {
 		err = engines.ErrClosed
 	}
 	if err != nil {
 		return nil, errors.Join(err, base.Close())
 	}
-	return &view{gate: &e.gate, base: base, applied: applied, iters: map[*viewIter]struct{}{}}, nil
+	return &view{gate: g, base: base, applied: applied, iters: map[*viewIter]struct{}{}}, nil
 }
 
 // view is the engines.View of a Pebble engine. Its base iterator is only
