@@ -141,7 +141,13 @@ func checkpointID(a engines.Applied) string {
 // the newest. refused, if set, is called when a checkpoint is refused.
 func OpenCheckpointStore(fsm *FSM, engine engines.Checkpointer, fs vfs.FS, dir string, files raft.SnapshotStore, refused func()) (*CheckpointStore, error) {
 	c := &CheckpointStore{fsm: fsm, engine: engine, fs: fs, dir: dir, files: files, hooks: fsm.hooks, refused: refused, ckpts: map[string]*checkpoint{}, views: make(gate, 1)}
+	// The directory's own entry must be durable before a checkpoint in it
+	// is relied on: Pebble's checkpoint syncs only the directories it
+	// creates.
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: checkpoint directory: %w", err)
+	}
+	if err := syncDir(fs, fs.PathDir(dir)); err != nil {
 		return nil, fmt.Errorf("cluster: checkpoint directory: %w", err)
 	}
 	names, err := fs.List(dir)
@@ -210,11 +216,7 @@ func writeMarker(fs vfs.FS, dir string, m markerRecord) error {
 	if err := fs.Rename(tmp, fs.PathJoin(dir, checkpointMarker)); err != nil {
 		return err
 	}
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
+	return syncDir(fs, dir)
 }
 
 // LocalSnapshot is the FSM's snapshot: nothing is taken until Persist.
@@ -327,10 +329,7 @@ func (c *CheckpointStore) remove(doomed []*checkpoint) error {
 	for _, k := range doomed {
 		err := c.fs.Remove(c.fs.PathJoin(k.dir, checkpointMarker))
 		if err == nil {
-			var d vfs.File
-			if d, err = c.fs.OpenDir(k.dir); err == nil {
-				err = errors.Join(d.Sync(), d.Close())
-			}
+			err = syncDir(c.fs, k.dir)
 		}
 		if err == nil {
 			err = c.fs.RemoveAll(k.dir)
@@ -621,4 +620,15 @@ func (c *CheckpointStore) verify(k *checkpoint) (bool, error) {
 	}
 	ok := v.Applied().Equal(k.mark.applied())
 	return ok, v.Close()
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	if dir == "" {
+		dir = "."
+	}
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
