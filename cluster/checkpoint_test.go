@@ -230,9 +230,9 @@ func (fs *countingFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, er
 	}
 	return &countingFile{File: f, fs: fs, path: name}, nil
 }
-func (fs *countingFS) Link(o, n string) error    { fs.op(n); return fs.FS.Link(o, n) }
-func (fs *countingFS) Remove(name string) error  { fs.op(name); return fs.FS.Remove(name) }
-func (fs *countingFS) Rename(o, n string) error  { fs.op(n); return fs.FS.Rename(o, n) }
+func (fs *countingFS) Link(o, n string) error   { fs.op(n); return fs.FS.Link(o, n) }
+func (fs *countingFS) Remove(name string) error { fs.op(name); return fs.FS.Remove(name) }
+func (fs *countingFS) Rename(o, n string) error { fs.op(n); return fs.FS.Rename(o, n) }
 func (fs *countingFS) MkdirAll(d string, p os.FileMode) error {
 	fs.op(d)
 	return fs.FS.MkdirAll(d, p)
