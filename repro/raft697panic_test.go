@@ -46,7 +46,7 @@ func TestFollowerSurvivesASecondSnapshotWithAMonotonicLogStore(t *testing.T) {
 		secondSnapshotThenNewLeader(t, true)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFollowerSurvivesASecondSnapshotWithAMonotonicLogStore$", "-test.count=1", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFollowerSurvivesASecondSnapshotWithAMonotonicLogStore$", "-test.count=1", "-test.v", "-test.timeout=1m")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
