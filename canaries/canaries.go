@@ -55,6 +55,9 @@ type Bug struct {
 	// Scenario and Engine are where it is hunted: where it manifests.
 	Scenario string
 	Engine   string
+	// SnapshotStore is the nodes' snapshot store for the hunt (see
+	// scenarios.Options.SnapshotStore); "" is the default.
+	SnapshotStore string
 	// Mutation returns a fresh planting of the bug for one run.
 	Mutation func() *scenarios.Mutation
 }
@@ -134,6 +137,20 @@ var catalog = []Bug{
 		},
 	},
 	{
+		Name: "trusts-stored-snapshots",
+		Description: "the snapshot store's guard checks a stream only when it is kept and trusts stored snapshots from then " +
+			"on: one that rots on disk is not refused when opened, stays listed as the newest, and is served to be sent or " +
+			"restored again and again instead of being replaced by a fresh snapshot",
+		Layer:         LayerStorage,
+		Catcher:       CheckerLiveness,
+		Scenario:      "snapshot-rot",
+		Engine:        scenarios.EngineBbolt,
+		SnapshotStore: cluster.StoreCopy,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "trusts-stored-snapshots", GuardSnapshots: newReceiveOnlyGuard}
+		},
+	},
+	{
 		Name: "reapply-after-restart",
 		Description: "the engine does not read its applied position back when it opens, so after a restart the state machine " +
 			"believes it applied nothing and applies again every log entry raft replays",
@@ -169,6 +186,22 @@ var catalog = []Bug{
 			return &scenarios.Mutation{Name: "bbolt-late-commit-sync", BoltFile: func(h bolt.FileHook) bolt.FileHook {
 				return &lateMetaBolt{FileHook: h, metaLast: map[string]bool{}}
 			}}
+		},
+	},
+	{
+		Name: "dropped-snapshot-write-errors",
+		Description: "a bbolt node's snapshot files are written through a layer that reports a failed write (an I/O error, " +
+			"or ENOSPC on a full disk) as done, as code that ignores write(2)'s result does: a snapshot persisted while the " +
+			"disk fails is kept short and reported complete, raft compacts its log against it, and the node holds no whole " +
+			"snapshot at that index to send or to restart from",
+		Layer:         LayerStorage,
+		Catcher:       CheckerLiveness,
+		Scenario:      "snapshot-disk",
+		Engine:        scenarios.EngineBbolt,
+		SnapshotStore: cluster.StoreCopy,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "dropped-snapshot-write-errors",
+				SnapshotFS: func(fs vfs.FS) vfs.FS { return droppedWriteErrorsFS{fs} }}
 		},
 	},
 	{

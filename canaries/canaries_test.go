@@ -41,8 +41,11 @@ func TestCatalog(t *testing.T) {
 		if !slices.Contains([]string{scenarios.EngineBbolt, scenarios.EnginePebble, scenarios.EngineMixed}, b.Engine) {
 			t.Errorf("%s: unknown engine %q", b.Name, b.Engine)
 		}
+		if b.SnapshotStore != "" && !slices.Contains(scenarios.SnapshotStores(), b.SnapshotStore) {
+			t.Errorf("%s: unknown snapshot store %q", b.Name, b.SnapshotStore)
+		}
 		m := b.Mutation()
-		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.BoltFile == nil && m.Client == nil && m.Transport == nil) {
+		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.SnapshotFS == nil && m.BoltFile == nil && m.Client == nil && m.Transport == nil) {
 			t.Errorf("%s: mutation %+v plants nothing or is misnamed", b.Name, m)
 		}
 		if m2 := b.Mutation(); m2 == m {
@@ -112,7 +115,7 @@ func TestEveryCanaryIsCaught(t *testing.T) {
 			}
 			// The catch counts only if the bug made the difference: the
 			// same seed without it must pass.
-			clean, err := scenarios.Run(t, scenarios.Options{Seed: seed, Scenario: b.Scenario, Engine: b.Engine})
+			clean, err := scenarios.Run(t, scenarios.Options{Seed: seed, Scenario: b.Scenario, Engine: b.Engine, SnapshotStore: b.SnapshotStore})
 			if err != nil {
 				t.Fatal(err)
 			}

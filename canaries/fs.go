@@ -82,3 +82,44 @@ func (h *lateMetaBolt) Sync(f *os.File) error {
 	}
 	return h.FileHook.Sync(f)
 }
+
+// droppedWriteErrorsFS reports every failed write to a file as done: Write
+// returns the whole buffer written when the layer below refused it (an
+// I/O error, or ENOSPC on a full disk), as code that never looks at
+// write(2)'s result does. The file is left short; whoever wrote it is told
+// it is whole.
+type droppedWriteErrorsFS struct{ vfs.FS }
+
+func (fs droppedWriteErrorsFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	return droppedWriteErrors(fs.FS.Create(name, category))
+}
+
+func (fs droppedWriteErrorsFS) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return droppedWriteErrors(fs.FS.OpenReadWrite(name, category, opts...))
+}
+
+func (fs droppedWriteErrorsFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	return droppedWriteErrors(fs.FS.ReuseForWrite(oldname, newname, category))
+}
+
+// Unwrap returns the wrapped filesystem, as vfs wrappers do.
+func (fs droppedWriteErrorsFS) Unwrap() vfs.FS { return fs.FS }
+
+func droppedWriteErrors(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return droppedWriteErrorsFile{f}, nil
+}
+
+type droppedWriteErrorsFile struct{ vfs.File }
+
+func (f droppedWriteErrorsFile) Write(p []byte) (int, error) {
+	_, _ = f.File.Write(p)
+	return len(p), nil
+}
+
+func (f droppedWriteErrorsFile) WriteAt(p []byte, off int64) (int, error) {
+	_, _ = f.File.WriteAt(p, off)
+	return len(p), nil
+}

@@ -28,7 +28,7 @@ func CheckerOf(violation string) string {
 func Hunt(t *testing.T, b Bug, seeds int) (firstSeed uint64, checker string, ok bool) {
 	t.Helper()
 	for s := uint64(1); s <= uint64(seeds); s++ {
-		rep, err := scenarios.Run(t, scenarios.Options{Seed: s, Scenario: b.Scenario, Engine: b.Engine, Mutation: b.Mutation()})
+		rep, err := scenarios.Run(t, scenarios.Options{Seed: s, Scenario: b.Scenario, Engine: b.Engine, SnapshotStore: b.SnapshotStore, Mutation: b.Mutation()})
 		if err != nil {
 			t.Fatalf("%s: seed %d: %v", b.Name, s, err)
 		}

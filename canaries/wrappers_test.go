@@ -9,10 +9,12 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/raft"
 
 	"github.com/raftsnap/testbed/checkers"
 	"github.com/raftsnap/testbed/cluster"
+	"github.com/raftsnap/testbed/cluster/snapstore"
 	"github.com/raftsnap/testbed/engines"
 	"github.com/raftsnap/testbed/engines/bbolt"
 	"github.com/raftsnap/testbed/engines/pebble"
@@ -298,6 +300,111 @@ func TestNoSyncFSLosesSyncedWritesOnPowerLoss(t *testing.T) {
 		}
 		if found == planted {
 			t.Errorf("planted=%v: after power loss the synced write is found=%v (reopen error %v)", planted, found, err)
+		}
+	}
+}
+
+// A snapshot store on a disk whose writes fail: the real store fails the
+// snapshot's Close; under droppedWriteErrorsFS the same snapshot closes as
+// complete and is not there whole to open.
+func TestDroppedWriteErrorsReportAShortSnapshotComplete(t *testing.T) {
+	for _, planted := range []bool{false, true} {
+		var fs vfs.FS = errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if op.Kind == errorfs.OpFileWrite {
+				return errorfs.ErrInjected
+			}
+			return nil
+		}))
+		if planted {
+			fs = droppedWriteErrorsFS{fs}
+		}
+		store, err := snapstore.New(fs, "snapshots", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink, err := store.Create(1, 10, 1, raft.Configuration{}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.Write(bytes.Repeat([]byte("x"), 100<<10)); err != nil && planted {
+			t.Fatalf("planted: write: %v", err)
+		}
+		closeErr := sink.Close()
+		if !planted {
+			if closeErr == nil {
+				t.Fatal("real: a snapshot whose writes failed closed as complete")
+			}
+			continue
+		}
+		if closeErr != nil {
+			t.Fatalf("planted: Close reported the failed writes: %v", closeErr)
+		}
+		if _, _, err := store.Open(sink.ID()); err == nil {
+			t.Error("planted: the short snapshot opens as whole")
+		}
+	}
+}
+
+// A stored snapshot that rots after it was kept: VerifyingStore refuses it
+// at Open and leaves it out of List; the receive-only guard lists it and
+// hands it out.
+func TestReceiveOnlyGuardServesARottenSnapshot(t *testing.T) {
+	for _, planted := range []bool{false, true} {
+		mem := vfs.NewMem()
+		inner, err := snapstore.New(mem, "snapshots", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		guard := snapshot.VerifyingStore(inner)
+		if planted {
+			guard = newReceiveOnlyGuard(inner)
+		}
+		e := openBbolt(t)
+		write(t, e, 7, "a", "1", "b", "2")
+		sink, err := guard.Create(1, 7, 1, raft.Configuration{}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		view, err := e.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap := snapshot.NewFSMSnapshot(view)
+		if err := snap.Persist(sink); err != nil {
+			t.Fatal(err)
+		}
+		snap.Release()
+		// Rot: flip a byte in the middle of the stored data.
+		path := mem.PathJoin("snapshots", sink.ID(), "state.bin")
+		f, err := mem.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0x5a
+		if _, err := f.WriteAt(b, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
+
+		_, rc, openErr := guard.Open(sink.ID())
+		if rc != nil {
+			_ = rc.Close()
+		}
+		metas, err := guard.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := len(metas) > 0 && metas[0].ID == sink.ID()
+		if !planted && (!errors.Is(openErr, snapshot.ErrRefused) || listed) {
+			t.Errorf("real: rotten snapshot: Open error %v (want ErrRefused), still listed %v", openErr, listed)
+		}
+		if planted && (openErr != nil || !listed) {
+			t.Errorf("planted: rotten snapshot: Open error %v (want it handed out), listed %v (want it listed)", openErr, listed)
 		}
 	}
 }

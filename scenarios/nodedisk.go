@@ -103,14 +103,14 @@ func (d *nodeDisk) storage() cluster.Storage {
 		}
 		return cluster.PebbleStorage{FS: fs, EngineNoSync: d.unsyncedEngine(), InstallFileSize: simInstallFileSize}
 	case EngineCustom:
-		return cluster.CustomStorage{Dir: d.dir, OpenEngine: d.w.newEngine, NoSync: true, SnapshotFS: d.underFaults(d.snapFS)}
+		return cluster.CustomStorage{Dir: d.dir, OpenEngine: d.w.newEngine, NoSync: true, SnapshotFS: d.snapshotFS()}
 	default:
 		var hook bolt.FileHook = d.pages
 		if m := d.w.mutation; m != nil && m.BoltFile != nil {
 			hook = m.BoltFile(hook)
 		}
 		hook = syncTap{FileHook: hook, w: d.w, id: d.id, current: d.current}
-		return cluster.BoltStorage{Dir: d.dir, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.underFaults(d.snapFS), FileHook: hook, ArrayFreelist: true}
+		return cluster.BoltStorage{Dir: d.dir, StagingTxBytes: simStagingTxBytes, SnapshotFS: d.snapshotFS(), FileHook: hook, ArrayFreelist: true}
 	}
 }
 
@@ -123,6 +123,16 @@ func (d *nodeDisk) storage() cluster.Storage {
 // (Options.CommonFaults) sync it, because a bbolt node loses nothing at a
 // process crash.
 func (d *nodeDisk) unsyncedEngine() bool { return d.engine == EnginePebble && !d.w.commonFaults }
+
+// snapshotFS is a bbolt or custom node's snapshot filesystem under its
+// disk faults, under the planted bug's wrapper if any.
+func (d *nodeDisk) snapshotFS() vfs.FS {
+	fs := d.underFaults(d.snapFS)
+	if m := d.w.mutation; m != nil && m.SnapshotFS != nil {
+		fs = m.SnapshotFS(fs)
+	}
+	return fs
+}
 
 // underFaults puts a memory filesystem of the node under its disk faults:
 // rot at rest below, I/O errors above.

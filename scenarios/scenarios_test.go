@@ -35,7 +35,7 @@ func TestScriptsValidateAcrossSeeds(t *testing.T) {
 
 // Each scenario says what its safety and its liveness phases are.
 func TestScenariosDescribeBothPhases(t *testing.T) {
-	want := []string{"snapshot-install", "snapshot-crash", "partition-heal", "leader-churn", "membership", "mixed-engines", "swarm", "snapshot-rot"}
+	want := []string{"snapshot-install", "snapshot-crash", "partition-heal", "leader-churn", "membership", "mixed-engines", "swarm", "snapshot-rot", "snapshot-disk"}
 	for _, name := range want {
 		sc, ok := Lookup(name)
 		if !ok {

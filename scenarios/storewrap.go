@@ -22,6 +22,9 @@ type Mutation struct {
 	GuardSnapshots func(raft.SnapshotStore) raft.SnapshotStore
 	// FS wraps a Pebble node's filesystem.
 	FS func(vfs.FS) vfs.FS
+	// SnapshotFS wraps a bbolt or custom node's snapshot filesystem, above
+	// its disk faults.
+	SnapshotFS func(vfs.FS) vfs.FS
 	// BoltFile wraps what performs a bbolt node's writes to and syncs of
 	// its bbolt files (the power-loss recorder).
 	BoltFile func(bolt.FileHook) bolt.FileHook

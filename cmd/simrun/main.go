@@ -57,6 +57,7 @@ type config struct {
 	schedulePath     string
 	scenarioSet      bool
 	engineSet        bool
+	storeSet         bool
 	shrink           bool
 	shrinkRuns       int
 	shrinkOut        string
@@ -131,6 +132,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		c.nodesSet = c.nodesSet || f.Name == "nodes"
 		c.scenarioSet = c.scenarioSet || f.Name == "scenario"
 		c.engineSet = c.engineSet || f.Name == "engine"
+		c.storeSet = c.storeSet || f.Name == "snapshot-store"
 	})
 	if c.listScenarios || c.listBugs || c.listKnown || c.coverReport != "" {
 		return c, nil
@@ -155,6 +157,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		}
 		if !c.engineSet {
 			c.opts.Engine = b.Engine
+		}
+		if !c.storeSet && b.SnapshotStore != "" {
+			c.opts.SnapshotStore = b.SnapshotStore
 		}
 		if c.differential || c.shrink && c.jobs > 1 {
 			return c, usagef("--bug cannot be combined with --differential or with --shrink and --jobs")
@@ -253,7 +258,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if c.listBugs {
 		for _, b := range canaries.All() {
-			fmt.Fprintf(stdout, "%-32s %-13s caught by %-18s in %s/%s: %s\n", b.Name, b.Layer, b.Catcher, b.Scenario, b.Engine, b.Description)
+			where := b.Scenario + "/" + b.Engine
+			if b.SnapshotStore != "" {
+				where += " --snapshot-store=" + b.SnapshotStore
+			}
+			fmt.Fprintf(stdout, "%-32s %-13s caught by %-18s in %s: %s\n", b.Name, b.Layer, b.Catcher, where, b.Description)
 		}
 		return 0
 	}
