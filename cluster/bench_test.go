@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,10 +125,18 @@ func newBenchNode(b *testing.B, kind, engine string, n int, synced bool) *benchN
 	}
 	streams := snapshot.VerifyingStore(st.Snapshots)
 	var store raft.SnapshotStore = streams
-	if kind == StoreZeroCopy {
+	switch kind {
+	case StoreZeroCopy:
 		zc := NewZeroCopyStore(fsm, e.(engines.Syncer), streams)
 		fsm.UseLocalSnapshots(zc)
 		store = zc
+	case StoreCheckpoint:
+		cs, err := OpenCheckpointStore(fsm, e.(engines.Checkpointer), vfs.Default, filepath.Join(dir, PebbleCheckpointDir), streams, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fsm.UseLocalSnapshots(cs)
+		store = cs
 	}
 	return &benchNode{dir: dir, engine: e, fsm: fsm, store: store, bytes: int64(len(src.keys)) * (benchKeyLen + benchValueLen), next: 2}
 }
@@ -163,25 +173,35 @@ func (nd *benchNode) localSnapshot(b *testing.B) {
 	snap.Release()
 }
 
-// snapshotBytesKept is what the node's snapshot stores hold on disk.
-func (nd *benchNode) snapshotBytesKept(b *testing.B) int64 {
-	var total int64
-	for _, d := range []string{snapshotDir} {
+// snapshotBytesKept is what the node's snapshot stores hold on disk
+// (stored streams and checkpoints), and of it what no other file shares:
+// a checkpoint's sstables are hard links to the engine's, so only the
+// files it alone links (its copied MANIFEST, WAL and OPTIONS, and tables
+// the engine has since compacted away) take space of their own.
+func (nd *benchNode) snapshotBytesKept(b *testing.B) (total, unshared int64) {
+	for _, d := range []string{snapshotDir, PebbleCheckpointDir} {
 		err := filepath.WalkDir(filepath.Join(nd.dir, d), func(_ string, e fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			if err != nil || e.IsDir() {
 				return err
 			}
 			info, err := e.Info()
-			if err == nil {
-				total += info.Size()
+			if err != nil {
+				return err
 			}
-			return err
+			total += info.Size()
+			if st, ok := info.Sys().(*syscall.Stat_t); !ok || st.Nlink == 1 {
+				unshared += info.Size()
+			}
+			return nil
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	return total
+	return total, unshared
 }
 
 // writtenBytes is the process's count of bytes handed to write system
@@ -221,8 +241,11 @@ func BenchmarkLocalSnapshot(b *testing.B) {
 		kind   string
 		synced bool
 	}
-	for _, c := range []config{{StoreCopy, false}, {StoreZeroCopy, false}, {StoreZeroCopy, true}} {
+	for _, c := range []config{{StoreCopy, false}, {StoreZeroCopy, false}, {StoreZeroCopy, true}, {StoreCheckpoint, false}} {
 		for _, engine := range []string{"bbolt", "pebble"} {
+			if c.kind == StoreCheckpoint && engine != "pebble" {
+				continue // bbolt cannot checkpoint (BenchmarkCheckpointByCopy in engines/bbolt says what it would cost)
+			}
 			for _, n := range localSnapshotSizes {
 				name := fmt.Sprintf("%s/%s/keys=%d", c.kind, engine, n)
 				if c.synced {
@@ -247,7 +270,9 @@ func BenchmarkLocalSnapshot(b *testing.B) {
 					b.StopTimer()
 					b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/snapshot")
 					b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
-					b.ReportMetric(float64(nd.snapshotBytesKept(b)), "bytes-kept")
+					kept, unshared := nd.snapshotBytesKept(b)
+					b.ReportMetric(float64(kept), "bytes-kept")
+					b.ReportMetric(float64(unshared), "bytes-kept-unshared")
 					b.ReportMetric(float64(nd.bytes)/1e6, "state-MB")
 				})
 			}
@@ -322,5 +347,51 @@ func BenchmarkSendFromReference(b *testing.B) {
 				b.ReportMetric(rawSecs/b.Elapsed().Seconds(), "send/raw")
 			})
 		}
+	}
+}
+
+// BenchmarkLocalRestore measures a restore of the engine from its local
+// checkpoint (CheckpointStore.RestoreLocal, as a node's start runs it when
+// its engine is behind its newest checkpoint): the checkpoint opened and
+// checked against its marker, a new DB directory built from it (sstables
+// linked, the rest copied and synced), the switch, the reopen, the old DB
+// removed. Before each restore (untimed) the engine is put back on an
+// older checkpoint, so that it is behind.
+func BenchmarkLocalRestore(b *testing.B) {
+	for _, n := range []int{1_000_000} {
+		b.Run(fmt.Sprintf("pebble/keys=%d", n), func(b *testing.B) {
+			nd := newBenchNode(b, StoreCheckpoint, "pebble", n, false)
+			cs := nd.store.(*CheckpointStore)
+			e := nd.engine.(engines.Checkpointer)
+			nd.applyOne(b)
+			older := filepath.Join(nd.dir, "older")
+			if err := e.Checkpoint(older); err != nil {
+				b.Fatal(err)
+			}
+			nd.applyOne(b)
+			nd.localSnapshot(b)
+			newest, ok := cs.Newest()
+			if !ok {
+				b.Fatal("no checkpoint")
+			}
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				if err := nd.fsm.Reload(func() error { return e.RestoreCheckpoint(older) }, 0, 0, false); err != nil {
+					b.Fatal(err)
+				}
+				if nd.fsm.Applied().Index >= newest.Index {
+					b.Fatalf("engine at %d, not behind the checkpoint at %d", nd.fsm.Applied().Index, newest.Index)
+				}
+				b.StartTimer()
+				at, restored, err := cs.RestoreLocal()
+				if err != nil || !restored || at.Index != newest.Index || nd.fsm.Applied().Index != newest.Index {
+					b.Fatalf("RestoreLocal = %v %v %v, engine at %d; want %d", at.Index, restored, err, nd.fsm.Applied().Index, newest.Index)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/restore")
+			b.ReportMetric(float64(nd.bytes)/1e6, "state-MB")
+		})
 	}
 }

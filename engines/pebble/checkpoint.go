@@ -153,17 +153,17 @@ func (e *Engine) buildFrom(src, newDir string) error {
 		if err != nil {
 			return err
 		}
-		if st.IsDir() || name == "LOCK" {
-			continue
-		}
-		if strings.HasSuffix(name, ".sst") || strings.HasSuffix(name, ".blob") {
+		switch {
+		case st.IsDir() || !dbFile(name):
+			// Not the DB's: a lock, or whatever its user keeps beside it.
+		case strings.HasSuffix(name, ".sst") || strings.HasSuffix(name, ".blob"):
 			if err := vfs.LinkOrCopy(fs, from, to); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := copySynced(fs, from, to); err != nil {
-			return err
+		default:
+			if err := copySynced(fs, from, to, st.Size() > 0); err != nil {
+				return err
+			}
 		}
 	}
 	if err := syncDir(fs, newDir); err != nil {
@@ -172,7 +172,26 @@ func (e *Engine) buildFrom(src, newDir string) error {
 	return syncDir(fs, e.dir)
 }
 
-func copySynced(fs vfs.FS, from, to string) error {
+// dbFile reports whether name is one of the files a Pebble DB keeps in
+// its directory (sstables, blob files, WAL, MANIFEST, OPTIONS, markers).
+func dbFile(name string) bool {
+	for _, suffix := range []string{".sst", ".blob", ".log"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	for _, prefix := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT"} {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// copySynced copies a file and syncs the copy if it holds data (an empty
+// file, such as an atomic marker, is made durable by its directory's
+// sync).
+func copySynced(fs vfs.FS, from, to string, sync bool) error {
 	src, err := fs.Open(from)
 	if err != nil {
 		return err
@@ -183,7 +202,10 @@ func copySynced(fs vfs.FS, from, to string) error {
 		return err
 	}
 	_, err = io.Copy(dst, src)
-	return errors.Join(err, dst.Sync(), dst.Close())
+	if err == nil && sync {
+		err = dst.Sync()
+	}
+	return errors.Join(err, dst.Close())
 }
 
 func syncDir(fs vfs.FS, dir string) error {
