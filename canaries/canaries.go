@@ -218,6 +218,48 @@ var catalog = []Bug{
 		}),
 	},
 	{
+		Name: "checkpoint-reads-live-engine",
+		Description: "opening a checkpoint to send it streams the live engine under the checkpoint's position (Vault's " +
+			"just-in-time stream of the live file, with the metadata of the checkpoint listed): a follower installs the " +
+			"leader's later writes as the state at the checkpoint's index",
+		Layer:         LayerEngine,
+		Catcher:       CheckerSnapshotIntegrity,
+		Scenario:      "snapshot-install",
+		Engine:        scenarios.EnginePebble,
+		SnapshotStore: cluster.StoreCheckpoint,
+		Mutation: wrapEngine("checkpoint-reads-live-engine", func(st *cluster.Stores) {
+			st.Engine = &liveCheckpointEngine{Engine: st.Engine}
+		}),
+	},
+	{
+		Name: "checkpoint-without-wal",
+		Description: "the engine's checkpoint holds its sstables and MANIFEST but not its WAL (the memtable's writes): it " +
+			"does not hold the position the store recorded for it, so the store refuses every send from it and a " +
+			"follower behind the compacted log never catches up",
+		Layer:         LayerEngine,
+		Catcher:       CheckerLiveness,
+		Scenario:      "snapshot-install",
+		Engine:        scenarios.EnginePebble,
+		SnapshotStore: cluster.StoreCheckpoint,
+		Mutation: wrapEngine("checkpoint-without-wal", func(st *cluster.Stores) {
+			st.Engine = &walLessCheckpointEngine{Engine: st.Engine, fs: st.CheckpointFS}
+		}),
+	},
+	{
+		Name: "checkpoint-fsync-dropped",
+		Description: "every fsync under the checkpoint store's directory is dropped (its files, its directories, the " +
+			"completion marker): the marker vouches for a checkpoint that is not durable and raft compacts its log " +
+			"against it; a power loss takes the checkpoint, and the node, its engine durable, cannot start from the log left",
+		Layer:         LayerStorage,
+		Catcher:       CheckerLiveness,
+		Scenario:      "snapshot-crash",
+		Engine:        scenarios.EnginePebble,
+		SnapshotStore: cluster.StoreCheckpoint,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "checkpoint-fsync-dropped", FS: func(fs vfs.FS) vfs.FS { return checkpointNoSyncFS{fs} }}
+		},
+	},
+	{
 		Name: "blind-retry",
 		Description: fmt.Sprintf("the client gives each attempt %v and, when an attempt's outcome is unknown, retries a write "+
 			"blindly, reporting one call with the last attempt's result: a write can take effect twice, and a compare-and-swap "+

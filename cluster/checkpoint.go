@@ -321,16 +321,17 @@ func (c *CheckpointStore) reapLocked() []*checkpoint {
 	return doomed
 }
 
-// remove deletes checkpoints from disk: the marker first (durably), so
-// that a crash in the middle leaves an unmarked directory, which the next
-// start removes, never a marked one with files missing.
+// remove deletes checkpoints from disk, the marker first. Nothing is
+// synced: a crash in the middle may leave the directory, with or without
+// its marker and with files missing, but only ever beside a newer complete
+// checkpoint (only older ones are reaped, after the newer one's marker was
+// synced), and a store reaps everything but the newest when it opens; one
+// refused (a marked checkpoint whose files are gone) is removed when
+// opened too.
 func (c *CheckpointStore) remove(doomed []*checkpoint) error {
 	var errs []error
 	for _, k := range doomed {
 		err := c.fs.Remove(c.fs.PathJoin(k.dir, checkpointMarker))
-		if err == nil {
-			err = syncDir(c.fs, k.dir)
-		}
 		if err == nil {
 			err = c.fs.RemoveAll(k.dir)
 		}
