@@ -305,8 +305,11 @@ func kvOperations(history []cluster.Call) (writes []porcupine.Operation, reads m
 		if isGet {
 			in.mode = c.Mode
 		}
-		out := kvOutput{unknown: unknown}
-		if !unknown {
+		// A reset (a user restore's write of one key) reports no
+		// previous value: its result is not checked, but it took effect
+		// before it returned.
+		out := kvOutput{unknown: unknown || c.Reset}
+		if !out.unknown {
 			out.found, out.value, out.swapped = c.Result.Found, string(c.Result.Value), c.Result.Swapped
 		}
 		ret := int64(c.Return)

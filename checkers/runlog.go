@@ -58,4 +58,19 @@ type RunLog struct {
 	Installs []Install
 	Starts   []Start
 	Durable  []Durable
+	// Resets are the user restores, in the order they were installed on
+	// the restoring node.
+	Resets []Reset
+}
+
+// Reset is a user restore as the committed log sees it: raft's Restore of
+// a backup puts the backup's contents at Index (a new index above the
+// whole log), whatever the entries below it say. Entries above Index apply
+// on top of it.
+type Reset struct {
+	Node  string // the node whose Restore it was
+	At    time.Duration
+	Index uint64
+	Term  uint64
+	Pairs map[string][]byte
 }

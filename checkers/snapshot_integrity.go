@@ -2,6 +2,7 @@ package checkers
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -37,7 +38,7 @@ func SnapshotIntegrity(log RunLog) []string {
 			ref[a.Index] = a
 		}
 	}
-	replay := newReplay(ref)
+	replay := newReplay(ref, log.Resets)
 
 	wanted := map[uint64]bool{}
 	for _, in := range log.Installs {
@@ -76,7 +77,7 @@ func SnapshotIntegrity(log RunLog) []string {
 			continue
 		}
 		if whereMatched == nil {
-			whereMatched = digestsByIndex(ref)
+			whereMatched = digestsByIndex(ref, log.Resets)
 		}
 		hint := "; it matches the replay at no index"
 		if j, ok := whereMatched[in.Digest]; ok {
@@ -89,26 +90,48 @@ func SnapshotIntegrity(log RunLog) []string {
 }
 
 // replay applies the reference log's commands in index order to a map,
-// with exactly the semantics of cluster.FSM.
+// with exactly the semantics of cluster.FSM, and the user restores
+// (resets) at their indexes.
 type replay struct {
 	entries []Apply // the reference log in index order
 	next    int     // entries[next:] are not yet applied
+	resets  []Reset // in index order
+	nextRst int     // resets[nextRst:] are not yet applied
 	state   map[string][]byte
 }
 
-func newReplay(ref map[uint64]Apply) *replay {
+func newReplay(ref map[uint64]Apply, resets []Reset) *replay {
 	r := &replay{state: map[string][]byte{}}
 	for _, i := range slices.Sorted(maps.Keys(ref)) {
 		r.entries = append(r.entries, ref[i])
 	}
+	r.resets = slices.SortedStableFunc(slices.Values(resets), func(a, b Reset) int { return cmp.Compare(a.Index, b.Index) })
+	// One reset per index: a node that restarts or a follower installs
+	// the same restore again, the first record is the restore.
+	r.resets = slices.CompactFunc(r.resets, func(a, b Reset) bool { return a.Index == b.Index })
 	return r
 }
 
-// advance applies every entry at or below index.
+// advance applies every entry and reset at or below index, in index order
+// (a reset at an index comes after an entry there, which raft never
+// writes: a restore's index is a hole in the log).
 func (r *replay) advance(index uint64) {
-	for r.next < len(r.entries) && r.entries[r.next].Index <= index {
-		applyToMap(r.state, r.entries[r.next])
-		r.next++
+	for {
+		e := r.next < len(r.entries) && r.entries[r.next].Index <= index
+		x := r.nextRst < len(r.resets) && r.resets[r.nextRst].Index <= index
+		switch {
+		case x && (!e || r.resets[r.nextRst].Index < r.entries[r.next].Index):
+			r.state = maps.Clone(r.resets[r.nextRst].Pairs)
+			if r.state == nil {
+				r.state = map[string][]byte{}
+			}
+			r.nextRst++
+		case e:
+			applyToMap(r.state, r.entries[r.next])
+			r.next++
+		default:
+			return
+		}
 	}
 }
 
@@ -148,19 +171,27 @@ const maxDiagnosticWork = 50_000_000
 // digestsByIndex maps the digest of the replay after each index (and of
 // the empty state, index 0) to the first index that produces it, so a
 // mismatching install can be described as "stale: equals index j".
-func digestsByIndex(ref map[uint64]Apply) map[string]uint64 {
-	r := newReplay(ref)
+func digestsByIndex(ref map[uint64]Apply, resets []Reset) map[string]uint64 {
+	r := newReplay(ref, resets)
 	out := map[string]uint64{r.digest(): 0}
-	work := 0
+	var points []uint64
 	for _, e := range r.entries {
-		r.advance(e.Index)
+		points = append(points, e.Index)
+	}
+	for _, x := range r.resets {
+		points = append(points, x.Index)
+	}
+	slices.Sort(points)
+	work := 0
+	for _, i := range points {
+		r.advance(i)
 		work += len(r.state) + 1
 		if work > maxDiagnosticWork {
 			break
 		}
 		d := r.digest()
 		if _, seen := out[d]; !seen {
-			out[d] = e.Index
+			out[d] = i
 		}
 	}
 	return out

@@ -65,6 +65,11 @@ type Call struct {
 	Result  Result
 	Node    raft.ServerID // the node that served it, if any
 	Err     string        // why it failed or is unknown
+	// Reset marks a write that stands for a key's part of a user restore
+	// (raft's Restore of a backup sets every key to the backup's value):
+	// it took effect within [Invoke, Return] if its outcome is OK, but
+	// reports no previous value, so Result is not to be checked.
+	Reset bool
 }
 
 // History records client calls for the checkers. It is safe for

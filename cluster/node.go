@@ -107,7 +107,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 			return snapshot.NewVerifyingStore(s, func(string, error) { n.refresh.ask() })
 		}
 	}
-	streams := guard(stores.Snapshots)
+	streams := raftPositionStore{guard(stores.Snapshots)}
 	var snaps raft.SnapshotStore = streams
 	restored := false
 	switch kind {

@@ -25,6 +25,12 @@ const (
 	RaftLogNotFoundPanic = "hashicorp/raft#697/panic"
 	// RaftFutureLeak is hashicorp/raft issue #498.
 	RaftFutureLeak = "hashicorp/raft#498"
+	// RaftRestoreBeforeCommit is hashicorp/raft's documented hazard of
+	// Raft.Restore (no issue number: its doc comment warns of it).
+	RaftRestoreBeforeCommit = "hashicorp/raft/Restore-before-commit"
+	// RaftRestoreShutdownPanic is a hashicorp/raft bug found here: a
+	// Shutdown while Raft.Restore waits for the state machine panics.
+	RaftRestoreShutdownPanic = "hashicorp/raft/Restore-shutdown-panic"
 )
 
 // Evidence is what a failing run left behind for triage.
@@ -47,6 +53,10 @@ type Fingerprint struct {
 	// Match reports whether the evidence shows the bug and the bug
 	// explains every violation in it.
 	Match func(Evidence) bool
+	// Standalone names the test in repro/ that reproduces the bug against
+	// upstream raft, for a bug no simulator run shows on every run (its
+	// regression case is that test instead of a KnownIssues entry).
+	Standalone string
 }
 
 // Fingerprints are the known upstream bugs, the ones found by this testbed
@@ -84,6 +94,85 @@ var Fingerprints = []Fingerprint{
 			"\"raft left N futures unanswered\" with that count",
 		Match: matchFutureLeak,
 	},
+	{
+		Name: RaftRestoreBeforeCommit,
+		Description: "hashicorp/raft v1.8.0, Raft.Restore (restoreUserSnapshot, as designed in PR #159 and warned of in its doc " +
+			"comment: \"a potentially dangerous period where the leader commits ahead of its followers ... should only be " +
+			"used for disaster recovery into a fresh cluster\"): the leader keeps the backup in its snapshot store under a " +
+			"new index above its log and restores its state machine from it before anything is replicated; if it crashes " +
+			"or loses leadership before its followers install it, the others elect a leader without the restore and " +
+			"commit other entries at those indexes, which the old leader never applies (its last applied index is the " +
+			"restore's, also after a restart, where raft lists the kept snapshot and the node installs it): it diverges " +
+			"for good. Fingerprint: the trace shows a restore that raft did not report done (an error other than its " +
+			"refusal during a configuration change, which keeps nothing), a convergence or snapshot-integrity violation " +
+			"names the node that made it (it holds, or restarted with, a state no committed log explains), and every " +
+			"violation is a convergence, durability, snapshot-integrity or linearizability one",
+		Match: matchRestoreBeforeCommit,
+	},
+	{
+		Name: RaftRestoreShutdownPanic,
+		Description: "hashicorp/raft v1.8.0 (found here, no upstream issue found): restoreUserSnapshot hands the state " +
+			"machine a restoreFuture carrying raft's shutdown channel, so a Shutdown while the restore is queued or " +
+			"running makes its Error() return ErrRaftShutdown, and restoreUserSnapshot panics on any error of it " +
+			"(raft.go:1225, \"If this fails we are in a bad state so we panic\"): a graceful Shutdown during a user " +
+			"restore ends the whole process. Here every crash of a node is a Shutdown, so the simulator process dies. " +
+			"Fingerprint: the process died of \"panic: failed to restore snapshot: raft is already shutdown\" raised in " +
+			"raft's restoreUserSnapshot. In the simulator it shows when a crash tap fires while the restoring leader's " +
+			"state machine reads the backup, and on bbolt only on some runs of a seed (swarm/bbolt 18: whether the " +
+			"crashed instance's restore or its shutdown reaches raft first depends on wall-clock timing of its disk " +
+			"I/O; see README, Determinism)",
+		Match:      matchRestoreShutdownPanic,
+		Standalone: "repro/restore_shutdown_test.go TestShutdownDuringARestoreDoesNotPanic",
+	},
+}
+
+// matchRestoreShutdownPanic: the process died of ErrRaftShutdown turned
+// into a panic by restoreUserSnapshot.
+func matchRestoreShutdownPanic(ev Evidence) bool {
+	lines := strings.Split(strings.TrimSpace(ev.Panic), "\n")
+	if len(lines) == 0 || strings.TrimSpace(lines[0]) != "panic: failed to restore snapshot: raft is already shutdown" {
+		return false
+	}
+	for i, l := range lines {
+		if strings.HasPrefix(l, "goroutine ") && i+1 < len(lines) {
+			return strings.HasPrefix(lines[i+1], "github.com/hashicorp/raft.(*Raft).restoreUserSnapshot(")
+		}
+	}
+	return false
+}
+
+// matchRestoreBeforeCommit: a restore cut short after its leader took it,
+// and a divergence of that leader explaining the run.
+func matchRestoreBeforeCommit(ev Evidence) bool {
+	cut := map[string]bool{}
+	for _, e := range ev.Events {
+		if e.Kind != string(OpRestore) || strings.Contains(e.Detail, " err=<nil> ") {
+			continue
+		}
+		if strings.Contains(e.Detail, " err=cannot restore snapshot now") {
+			continue // refused before anything was kept
+		}
+		if node, ok := strings.CutPrefix(strings.Fields(e.Detail)[0], "node="); ok {
+			cut[node] = true
+		}
+	}
+	if len(cut) == 0 || len(ev.Violations) == 0 {
+		return false
+	}
+	diverged := false
+	for _, v := range ev.Violations {
+		checker, _, _ := strings.Cut(v, ":")
+		switch checker {
+		case "convergence", "snapshot-integrity":
+			for _, n := range nodeName.FindAllString(v, 2) {
+				diverged = diverged || cut[n]
+			}
+		case "durability", "linearizability":
+		default:
+			return false
+		}
+	}
+	return diverged
 }
 
 // Classify returns the name of the known upstream bug whose fingerprint
@@ -217,6 +306,10 @@ var KnownIssues = []KnownIssue{
 	// run unsynced under the zero-copy store; this seed leaks there.
 	{Name: "future-leak/swarm-4", Bug: RaftFutureLeak,
 		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 4, SnapshotStore: cluster.StoreZeroCopy}},
+	// A crash tap armed for the leader's next install fires right after
+	// its state machine took the user restore, before any follower has it.
+	{Name: "restore-before-commit/swarm-17", Bug: RaftRestoreBeforeCommit,
+		Options: Options{Scenario: "swarm", Engine: EnginePebble, Seed: 17, SnapshotStore: cluster.StoreZeroCopy}},
 }
 
 // Signature is the shape of a failing run: its first violation with node

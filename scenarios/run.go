@@ -564,13 +564,19 @@ func judge(w *World, sc Scenario, rep Report) Report {
 	}
 	rep.Violations = append(rep.Violations, checkers.Convergence(states)...)
 	runLog := w.RunLog()
+	runLog.Resets = committedResets(w.Trace.Events(), runLog.Resets)
 	rep.Violations = append(rep.Violations, checkers.RaftInvariants(w.Trace.Events(), runLog)...)
 	rep.Violations = append(rep.Violations, checkers.SnapshotIntegrity(runLog)...)
 	if len(states) > 0 {
 		rep.FinalDigest = states[0].Digest()
 		rep.FinalIndex = states[0].Applied.Index
 	}
-	history := w.History.Calls()
+	// A user restore is judged as a reset of every key (checkers.WithRestores).
+	w.mu.Lock()
+	restores := slices.Clone(w.restores)
+	w.mu.Unlock()
+	calls := w.History.Calls()
+	history := checkers.WithRestores(calls, restores)
 	rep.History = history
 	for _, st := range states {
 		rep.Violations = append(rep.Violations, checkers.Durability(history, st)...)
@@ -585,12 +591,37 @@ func judge(w *World, sc Scenario, rep Report) Report {
 	c := w.Counters()
 	rep.SnapshotsBuilt, rep.SnapshotsInstalled, rep.SnapshotsRefused = c.SnapshotsBuilt, c.SnapshotsInstalled, c.SnapshotsRefused
 	rep.Faults, rep.Crashes = c.Faults, c.Crashes
-	rep.Ops = len(history)
+	rep.Ops = len(calls)
 	rep.OpsByOutcome = map[string]int{}
-	for _, call := range history {
+	for _, call := range calls {
 		rep.OpsByOutcome[call.Outcome.String()]++
 	}
 	return rep
+}
+
+// committedResets keeps the user restores the cluster committed. raft's
+// Restore puts the backup into the leader's state machine, and keeps it in
+// its snapshot store, before any follower has it (see the fingerprint
+// RaftRestoreBeforeCommit): a restore cut short may never be committed, and
+// then the committed log has no reset at its index. One is committed when
+// its leader, still in the restore's term, told a follower a commit index
+// at or past it: the leader counts a follower as matching the restore's
+// index only once it installed it, so a majority holds it.
+func committedResets(events []sim.Event, resets []checkers.Reset) []checkers.Reset {
+	return slices.DeleteFunc(resets, func(r checkers.Reset) bool {
+		prefix := "AppendEntries " + r.Node + "->"
+		for _, e := range events {
+			if e.Kind != "recv" || !strings.HasPrefix(e.Detail, prefix) {
+				continue
+			}
+			term, _ := field(e.Detail, "term=")
+			commit, _ := field(e.Detail, "commit=")
+			if term == r.Term && commit >= r.Index {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // judgeLinearizability checks the client history per read mode.

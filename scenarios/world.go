@@ -64,8 +64,13 @@ type World struct {
 	// excuses a snapshot being sent again.
 	healed bool
 	// log records applies, installs and starts for the invariants.
-	log   checkers.RunLog
-	start time.Time
+	log checkers.RunLog
+	// restoring is the user restore under way (operator.restore), whose
+	// install on its node is recorded as a reset of the committed state;
+	// restores are the user restores made, for the client history.
+	restoring []pendingRestore
+	restores  []checkers.UserRestore
+	start     time.Time
 	// mutation is the planted bug of a canary run, nil for a clean run.
 	mutation *Mutation
 	// commonFaults: see Options.CommonFaults.
@@ -353,6 +358,16 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 					w.nodes[id].installs[h.Index]++
 				}
 			default:
+				w.restoring = slices.DeleteFunc(w.restoring, func(r pendingRestore) bool {
+					if r.Node != string(id) || r.digest != digest {
+						return false
+					}
+					// The user restore's install on its own node: the
+					// committed state at this index is the backup's.
+					r.Index, r.Term, r.At = h.Index, h.Term, time.Since(w.start)
+					w.log.Resets = append(w.log.Resets, *r.Reset)
+					return true
+				})
 				w.log.Installs = append(w.log.Installs, checkers.Install{Node: string(id), At: time.Since(w.start), Index: h.Index, Term: h.Term, Digest: digest})
 				w.stats.SnapshotsInstalled++
 				if w.healed {
@@ -386,6 +401,7 @@ func (w *World) RunLog() checkers.RunLog {
 		Installs: slices.Clone(w.log.Installs),
 		Starts:   slices.Clone(w.log.Starts),
 		Durable:  slices.Clone(w.log.Durable),
+		Resets:   slices.Clone(w.log.Resets),
 	}
 }
 

@@ -110,6 +110,18 @@ func (d *deferError) Error() error {
 	if d.errCh == nil {
 		panic("waiting for response on nil channel")
 	}
+	// Patched (raftsnap testbed): a shutdown wins over an answer ready at
+	// the same time, where Go's select picked either (a user restore whose
+	// node crashed while its state machine restored returned
+	// ErrRaftShutdown on one run and the answer on the next). Shutdown
+	// first is the choice that shows what raft then does whenever it can
+	// happen.
+	select {
+	case <-d.ShutdownCh:
+		d.err = ErrRaftShutdown
+		return d.err
+	default:
+	}
 	select {
 	case d.err = <-d.errCh:
 	case <-d.ShutdownCh:
