@@ -19,7 +19,7 @@ func TestStoreFaultCanariesBiteOnlyUnderTheirFault(t *testing.T) {
 		seed uint64
 		kind faults.Kind
 	}{
-		{"trusts-stored-snapshots", 8, faults.KindSnapRot},
+		{"trusts-stored-snapshots", 1, faults.KindSnapRot},
 		{"dropped-snapshot-write-errors", 3, faults.KindDiskError},
 	} {
 		b, ok := Lookup(c.bug)
