@@ -41,6 +41,8 @@ const (
 	CheckerLinearizability   = "linearizability"
 	CheckerLiveness          = "liveness"
 	CheckerRaft              = "raft"
+	// CheckerRestore is the operator's check of a user restore.
+	CheckerRestore = "restore"
 )
 
 // Bug is one planted bug.
@@ -103,6 +105,20 @@ var catalog = []Bug{
 		Engine:   scenarios.EngineBbolt,
 		Mutation: wrapEngine("install-keeps-stale-keys", func(st *cluster.Stores) {
 			st.Engine = &staleKeysEngine{Engine: st.Engine}
+		}),
+	},
+	{
+		Name: "delta-install-when-nearly-current",
+		Description: "an install that finds the engine within two entries of the snapshot's position applies the snapshot's " +
+			"pairs as a delta over the current contents (a follower barely behind is assumed to hold the same keys) instead " +
+			"of replacing them: keys the snapshot lacks survive. Only a user restore (Raft.Restore) installs on nodes that " +
+			"are current; InstallSnapshot goes to nodes far behind",
+		Layer:    LayerEngine,
+		Catcher:  CheckerRestore,
+		Scenario: "operator",
+		Engine:   scenarios.EnginePebble,
+		Mutation: wrapEngine("delta-install-when-nearly-current", func(st *cluster.Stores) {
+			st.Engine = &deltaInstallEngine{Engine: st.Engine}
 		}),
 	},
 	{

@@ -134,6 +134,27 @@ func (e *staleKeysEngine) Install(src engines.Iterator, applied engines.Applied)
 	return e.Engine.Write(b)
 }
 
+// deltaInstallEngine installs a snapshot whose position is at most two
+// entries past the engine's as a delta: its pairs written over the current
+// contents (staleKeysEngine's install); any other install is the engine's.
+type deltaInstallEngine struct{ engines.Engine }
+
+func (e *deltaInstallEngine) Install(src engines.Iterator, applied engines.Applied) error {
+	cur, err := e.Engine.Applied()
+	if err != nil {
+		return err
+	}
+	if cur.Index > 0 && applied.Index <= cur.Index+2 {
+		return (&staleKeysEngine{Engine: e.Engine}).Install(src, applied)
+	}
+	return e.Engine.Install(src, applied)
+}
+
+func (e *deltaInstallEngine) Sync() error { return engines.Sync(e.Engine) }
+func (e *deltaInstallEngine) Checkpoint(dir string) error {
+	return engines.Checkpoint(e.Engine, dir)
+}
+
 // nonAtomicEngine installs a snapshot as a sequence of ordinary batches:
 // one that deletes every old key, then one per few pairs. Each batch
 // records the snapshot's position, as a naive use of Batch.Applied does, so
