@@ -32,7 +32,7 @@ func TestCatalog(t *testing.T) {
 		if !slices.Contains([]string{LayerEngine, LayerStream, LayerStateMachine, LayerClient, LayerStorage, LayerTransport}, b.Layer) {
 			t.Errorf("%s: unknown layer %q", b.Name, b.Layer)
 		}
-		if !slices.Contains([]string{CheckerSnapshotIntegrity, CheckerConvergence, CheckerDurability, CheckerLinearizability, CheckerLiveness, CheckerRaft}, b.Catcher) {
+		if !slices.Contains([]string{CheckerSnapshotIntegrity, CheckerConvergence, CheckerDurability, CheckerLinearizability, CheckerLiveness, CheckerRaft, CheckerRestore}, b.Catcher) {
 			t.Errorf("%s: unknown catcher %q", b.Name, b.Catcher)
 		}
 		if _, ok := scenarios.Lookup(b.Scenario); !ok {
