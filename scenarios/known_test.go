@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/raftsnap/testbed/faults"
 	"github.com/raftsnap/testbed/sim"
 )
 
@@ -36,7 +38,15 @@ func TestKnownIssueChild(t *testing.T) {
 		if k.Name != name {
 			continue
 		}
-		rep, err := Run(t, k.Options)
+		opts := k.Options
+		if k.Schedule != "" {
+			sched, err := faults.Load(filepath.Join("..", k.Schedule))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Schedule = &sched
+		}
+		rep, err := Run(t, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

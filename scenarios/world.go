@@ -558,7 +558,7 @@ func (w *World) SettleMembership(d time.Duration) error {
 				default:
 					f = l.Raft.AddNonvoter(c.id, raft.ServerAddress(c.id), 0, 2*time.Second)
 				}
-				if err := l.Await(f); err == nil {
+				if err := awaitWithin(l, f, max(time.Until(deadline), time.Millisecond)); err == nil {
 					w.Trace.Record(string(c.id), "membership-settled", fmt.Sprintf("remove=%v", c.remove))
 					if c.remove {
 						w.Remove(c.id)
