@@ -109,19 +109,22 @@ var ErrUsage = errors.New("scenarios: bad options")
 
 // Report is the outcome of one run.
 type Report struct {
-	Seed               uint64         `json:"seed"`
-	Scenario           string         `json:"scenario"`
-	Engine             string         `json:"engine"`
-	SnapshotStore      string         `json:"snapshot_store"`
-	Nodes              int            `json:"nodes"`
-	OK                 bool           `json:"ok"`
-	VirtualSeconds     float64        `json:"virtual_seconds"`
-	WallSeconds        float64        `json:"wall_seconds"`
-	TraceHash          string         `json:"trace_hash"`
-	TraceEvents        int            `json:"trace_events"`
-	SnapshotsBuilt     int            `json:"snapshots_built"`
-	SnapshotsInstalled int            `json:"snapshots_installed"`
-	SnapshotsRefused   int            `json:"snapshots_refused"`
+	Seed               uint64  `json:"seed"`
+	Scenario           string  `json:"scenario"`
+	Engine             string  `json:"engine"`
+	SnapshotStore      string  `json:"snapshot_store"`
+	Nodes              int     `json:"nodes"`
+	OK                 bool    `json:"ok"`
+	VirtualSeconds     float64 `json:"virtual_seconds"`
+	WallSeconds        float64 `json:"wall_seconds"`
+	TraceHash          string  `json:"trace_hash"`
+	TraceEvents        int     `json:"trace_events"`
+	SnapshotsBuilt     int     `json:"snapshots_built"`
+	SnapshotsInstalled int     `json:"snapshots_installed"`
+	SnapshotsRefused   int     `json:"snapshots_refused"`
+	// CheckpointRestores counts the engines a checkpoint store restored
+	// from a local checkpoint at start (cluster.CheckpointStore.RestoreLocal).
+	CheckpointRestores int            `json:"checkpoint_restores,omitempty"`
 	Faults             map[string]int `json:"faults"`
 	FaultsSkipped      []string       `json:"faults_skipped,omitempty"`
 	Crashes            int            `json:"crashes"`
@@ -590,6 +593,7 @@ func judge(w *World, sc Scenario, rep Report) Report {
 	}
 	c := w.Counters()
 	rep.SnapshotsBuilt, rep.SnapshotsInstalled, rep.SnapshotsRefused = c.SnapshotsBuilt, c.SnapshotsInstalled, c.SnapshotsRefused
+	rep.CheckpointRestores = c.CheckpointRestores
 	rep.Faults, rep.Crashes = c.Faults, c.Crashes
 	rep.Ops = len(calls)
 	rep.OpsByOutcome = map[string]int{}

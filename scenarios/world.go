@@ -104,6 +104,7 @@ type Counters struct {
 	SnapshotsBuilt     int            `json:"snapshots_built"`
 	SnapshotsInstalled int            `json:"snapshots_installed"`
 	SnapshotsRefused   int            `json:"snapshots_refused"`
+	CheckpointRestores int            `json:"checkpoint_restores,omitempty"`
 	SnapshotsKept      int            `json:"snapshots_kept"`
 	Faults             map[string]int `json:"faults"`
 	Crashes            int            `json:"crashes"`
@@ -323,6 +324,11 @@ func (w *World) hooks(id raft.ServerID, inc int) cluster.FSMHooks {
 			}
 		},
 		LocalRestored: func(at engines.Applied, err error) {
+			if err == nil && w.current(id, inc) {
+				w.mu.Lock()
+				w.stats.CheckpointRestores++
+				w.mu.Unlock()
+			}
 			w.Trace.Record(string(id), "checkpoint-restore", fmt.Sprintf("index=%d term=%d err=%v", at.Index, at.Term, err))
 		},
 		Served: func(h snapshot.Header, size int64, err error) {
