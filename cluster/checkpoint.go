@@ -398,9 +398,12 @@ func checkpointMeta(k *checkpoint) (*raft.SnapshotMeta, error) {
 
 // Open streams a checkpoint, or returns a stored snapshot. A checkpoint
 // reaped since raft listed it is replaced by the newest one, which holds a
-// later state of the same log; raft sends the metadata Open returns.
+// later state of the same log; raft sends the metadata Open returns. The
+// ID of a local snapshot's sink (what raft's Snapshot future opens, for a
+// backup) names the checkpoint Persist took, or a newer one: it opens the
+// newest.
 func (c *CheckpointStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
-	if !IsCheckpoint(id) {
+	if !IsCheckpoint(id) && !IsReference(id) {
 		return c.files.Open(id)
 	}
 	meta, rc, err := c.open(id)

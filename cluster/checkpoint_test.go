@@ -437,3 +437,27 @@ func copyTree(from *vfs.MemFS, dir string, to vfs.FS) error {
 	}
 	return errors.Join(d.Sync(), d.Close())
 }
+
+// What raft's Snapshot future opens (a backup) is the sink's ID: it opens
+// the checkpoint the local snapshot took.
+func TestTheSinkIDOfALocalSnapshotOpensItsCheckpoint(t *testing.T) {
+	x := newCheckpointFixture(t)
+	x.apply(t, 1, 30)
+	snap, err := x.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := x.store.Create(1, 30, 1, testConfig, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	want := streamOfView(t, x.engine)
+	meta, got := readAll(t, x.store, sink.ID())
+	if meta.Index != 30 || !bytes.Equal(got, want) {
+		t.Fatalf("Open(%s): index %d, %d bytes; want the checkpoint at 30 (%d bytes)", sink.ID(), meta.Index, len(got), len(want))
+	}
+}

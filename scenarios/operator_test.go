@@ -134,9 +134,7 @@ func TestOperatorActionsTakeEffect(t *testing.T) {
 // before: the backup's stream carries its own older position, and the
 // state machine kept its newer state over it (README, Coverage).
 func TestUserRestoreResetsTheClusterToTheBackup(t *testing.T) {
-	// (The checkpoint store is left out: a backup's Open fails there, "ref-...
-	// is not a snapshot ID", so there is nothing to restore.)
-	for _, store := range []string{cluster.StoreZeroCopy, cluster.StoreCopy} {
+	for _, store := range cluster.StoreKinds() {
 		t.Run(store, func(t *testing.T) {
 			rep, err := Run(t, Options{Seed: 2, Scenario: "operator", SnapshotStore: store, Duration: 20 * time.Second,
 				Operator: []OperatorOp{{At: 5 * time.Second, Kind: OpBackup}, {At: 12 * time.Second, Kind: OpRestore}}})
