@@ -31,6 +31,8 @@ const (
 	LayerClient       = "client"
 	LayerStorage      = "storage"
 	LayerTransport    = "transport"
+	// LayerOperator is an operator's tool around raft's API.
+	LayerOperator = "operator"
 )
 
 // Checkers, by the prefix their violations carry.
@@ -43,7 +45,16 @@ const (
 	CheckerRaft              = "raft"
 	// CheckerRestore is the operator's check of a user restore.
 	CheckerRestore = "restore"
+	// CheckerReloadConfig and CheckerLeadershipTransfer are the operator's
+	// checks of a reload and of a transfer.
+	CheckerReloadConfig       = "reload-config"
+	CheckerLeadershipTransfer = "leadership-transfer"
 )
+
+// doneFuture is a raft.Future that reports success at once.
+type doneFuture struct{}
+
+func (doneFuture) Error() error { return nil }
 
 // Bug is one planted bug.
 type Bug struct {
@@ -120,6 +131,37 @@ var catalog = []Bug{
 		Mutation: wrapEngine("delta-install-when-nearly-current", func(st *cluster.Stores) {
 			st.Engine = &deltaInstallEngine{Engine: st.Engine}
 		}),
+	},
+	{
+		Name: "reload-drops-trailing-logs",
+		Description: "the operator's reload wrapper builds raft's ReloadableConfig from the node's current one and copies " +
+			"over SnapshotThreshold and SnapshotInterval but forgets TrailingLogs, and reports success",
+		Layer:    LayerOperator,
+		Catcher:  CheckerReloadConfig,
+		Scenario: "operator",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "reload-drops-trailing-logs", ReloadConfig: func(r *raft.Raft, rc raft.ReloadableConfig) error {
+				next := r.ReloadableConfig()
+				next.SnapshotThreshold, next.SnapshotInterval = rc.SnapshotThreshold, rc.SnapshotInterval
+				return r.ReloadConfig(next)
+			}}
+		},
+	},
+	{
+		Name: "transfer-reports-before-handover",
+		Description: "the operator's leadership-transfer wrapper starts raft's transfer and reports it done at once, " +
+			"without waiting for its future: the caller believes the old leader stepped down while it still leads",
+		Layer:    LayerOperator,
+		Catcher:  CheckerLeadershipTransfer,
+		Scenario: "operator",
+		Engine:   scenarios.EnginePebble,
+		Mutation: func() *scenarios.Mutation {
+			return &scenarios.Mutation{Name: "transfer-reports-before-handover", LeadershipTransfer: func(r *raft.Raft) raft.Future {
+				r.LeadershipTransfer()
+				return doneFuture{}
+			}}
+		},
 	},
 	{
 		Name: "non-atomic-install",

@@ -29,10 +29,10 @@ func TestCatalog(t *testing.T) {
 			t.Errorf("%q: a field is unset: %+v", b.Name, b)
 			continue
 		}
-		if !slices.Contains([]string{LayerEngine, LayerStream, LayerStateMachine, LayerClient, LayerStorage, LayerTransport}, b.Layer) {
+		if !slices.Contains([]string{LayerEngine, LayerStream, LayerStateMachine, LayerClient, LayerStorage, LayerTransport, LayerOperator}, b.Layer) {
 			t.Errorf("%s: unknown layer %q", b.Name, b.Layer)
 		}
-		if !slices.Contains([]string{CheckerSnapshotIntegrity, CheckerConvergence, CheckerDurability, CheckerLinearizability, CheckerLiveness, CheckerRaft, CheckerRestore}, b.Catcher) {
+		if !slices.Contains([]string{CheckerSnapshotIntegrity, CheckerConvergence, CheckerDurability, CheckerLinearizability, CheckerLiveness, CheckerRaft, CheckerRestore, CheckerReloadConfig, CheckerLeadershipTransfer}, b.Catcher) {
 			t.Errorf("%s: unknown catcher %q", b.Name, b.Catcher)
 		}
 		if _, ok := scenarios.Lookup(b.Scenario); !ok {
@@ -45,7 +45,7 @@ func TestCatalog(t *testing.T) {
 			t.Errorf("%s: unknown snapshot store %q", b.Name, b.SnapshotStore)
 		}
 		m := b.Mutation()
-		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.SnapshotFS == nil && m.BoltFile == nil && m.Client == nil && m.Transport == nil) {
+		if m == nil || m.Name != b.Name || (m.Stores == nil && m.GuardSnapshots == nil && m.FS == nil && m.SnapshotFS == nil && m.BoltFile == nil && m.Client == nil && m.Transport == nil && m.ReloadConfig == nil && m.LeadershipTransfer == nil) {
 			t.Errorf("%s: mutation %+v plants nothing or is misnamed", b.Name, m)
 		}
 		if m2 := b.Mutation(); m2 == m {

@@ -17,6 +17,8 @@ func TestOperatorCanariesBiteOnlyThroughTheirOperation(t *testing.T) {
 		kind scenarios.OperatorKind
 	}{
 		{"delta-install-when-nearly-current", 1, scenarios.OpRestore},
+		{"reload-drops-trailing-logs", 1, scenarios.OpReload},
+		{"transfer-reports-before-handover", 1, scenarios.OpTransfer},
 	} {
 		b, ok := Lookup(c.bug)
 		if !ok {

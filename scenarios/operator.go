@@ -195,6 +195,8 @@ func (o *operator) transfer(op OperatorOp) {
 		to := followers[o.rng.IntN(len(followers))]
 		target = string(to.ID)
 		f = leader.Raft.LeadershipTransferToServer(to.ID, raft.ServerAddress(to.ID))
+	} else if m := o.w.mutation; m != nil && m.LeadershipTransfer != nil {
+		f = m.LeadershipTransfer(leader.Raft)
 	} else {
 		f = leader.Raft.LeadershipTransfer()
 	}
@@ -234,7 +236,12 @@ func (o *operator) reload(op OperatorOp) {
 	for _, n := range o.w.Live() {
 		rc := n.Raft.ReloadableConfig()
 		rc.TrailingLogs, rc.SnapshotThreshold, rc.SnapshotInterval = op.TrailingLogs, op.SnapshotThreshold, op.SnapshotInterval
-		err := n.Raft.ReloadConfig(rc)
+		var err error
+		if m := o.w.mutation; m != nil && m.ReloadConfig != nil {
+			err = m.ReloadConfig(n.Raft, rc)
+		} else {
+			err = n.Raft.ReloadConfig(rc)
+		}
 		o.record(op.Kind, fmt.Sprintf("node=%s trailing=%d threshold=%d interval=%v err=%v", n.ID, op.TrailingLogs, op.SnapshotThreshold, op.SnapshotInterval, err))
 		if v := judgeReload(n.ID, rc, err, n.Raft.ReloadableConfig()); v != "" && n.Raft.State() != raft.Shutdown {
 			o.fail("%s", v)

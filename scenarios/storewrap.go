@@ -32,6 +32,12 @@ type Mutation struct {
 	Client func(c *cluster.Client, w *World) Doer
 	// Transport wraps a node's network endpoint.
 	Transport func(*sim.Transport) raft.Transport
+	// ReloadConfig replaces the operator's Raft.ReloadConfig call (a
+	// wrapper an operator tool puts around it).
+	ReloadConfig func(r *raft.Raft, rc raft.ReloadableConfig) error
+	// LeadershipTransfer replaces the operator's Raft.LeadershipTransfer
+	// call.
+	LeadershipTransfer func(r *raft.Raft) raft.Future
 }
 
 // wrapStores wraps the stores that instance inc of node id opened,
