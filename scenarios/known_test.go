@@ -330,3 +330,33 @@ func TestRestoreShutdownPanicFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// A run that hits two known bugs is labelled with both, as long as each
+// violation is one of theirs: the future leak's violation (its count in the
+// trace) beside violations the restore-before-commit fingerprint explains
+// (swarm/Pebble 10's shape). One more violation that neither explains, or a
+// leak count the trace does not show, and the run is no known bug's.
+func TestClassifyNamesTwoKnownBugsInOneRun(t *testing.T) {
+	events := []sim.Event{
+		{Kind: string(OpRestore), Detail: "node=n2 backup-index=135 pairs=26 err=raft is already shutdown installed-at=256"},
+		{Node: "n2", Kind: "futures-leaked", Detail: "count=1"},
+	}
+	diverged := "convergence: n2 and n0 differ at index 381 (25 vs 25 keys; digests 4efd82f0d558cc52 vs 1adfefd0f7641a90)"
+	leak := "liveness: raft left 1 futures unanswered when nodes shut down; their callers would wait forever (hashicorp/raft v1.8.0 future leak)"
+	for _, c := range []struct {
+		violations []string
+		events     []sim.Event
+		want       string
+	}{
+		{[]string{diverged, leak}, events, RaftRestoreBeforeCommit + "+" + RaftFutureLeak},
+		{[]string{diverged}, events, RaftRestoreBeforeCommit},
+		{[]string{leak}, events, RaftFutureLeak},
+		{[]string{diverged, leak, "raft: n3 applied index went backwards"}, events, ""},
+		{[]string{diverged, strings.Replace(leak, "left 1", "left 2", 1)}, events, ""},
+		{[]string{diverged, leak}, events[:1], ""},
+	} {
+		if got := Classify(Report{Violations: c.violations}, c.events, ""); got != c.want {
+			t.Errorf("violations %q, %d events: got %q, want %q", c.violations, len(c.events), got, c.want)
+		}
+	}
+}
