@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 5x
 
-.PHONY: test vet fmt-check fuzz bench soak ci cover timeline-screenshot repro-raft-697 repro-raft-697-panic repro-raft-498 repro-upstream
+.PHONY: test vet fmt-check fuzz bench soak ci cover timeline-screenshot repro-raft-697 repro-raft-697-panic repro-raft-498 repro-raft-restore-before-commit repro-upstream
 
 test:
 	$(GO) test ./...
@@ -80,6 +80,11 @@ repro-raft-697-panic:
 # swarm 4 on the default (zero-copy) store, shrunk with --shrink.
 repro-raft-498:
 	@testdata/repro/replay.sh hashicorp/raft#498 --seed=4 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-498.json --snapshot-store=zero-copy
+
+# Raft.Restore's documented hazard (swarm 17 on Pebble), shrunk with --shrink
+# to its one fault: a voter added while the restore is not yet committed.
+repro-raft-restore-before-commit:
+	@testdata/repro/replay.sh hashicorp/raft/Restore-before-commit --seed=17 --scenario=swarm --engine=pebble --schedule=testdata/repro/raft-restore-before-commit.json
 
 # The standalone reproductions against unpatched hashicorp/raft v1.8.0
 # (repro/, a module of its own): each bug's test fails while the bug is
