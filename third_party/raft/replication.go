@@ -157,6 +157,28 @@ RPC:
 		if r.stopRequested(s) {
 			return
 		}
+		// Patched (raftsnap testbed): a leadership transfer's request wins
+		// over a trigger or a commit timeout ready at the same time, which
+		// select would pick among at random (the transfer's TimeoutNow then
+		// went out at once on some runs and a round later on others).
+		select {
+		case deferErr := <-s.triggerDeferErrorCh:
+			if r.stopRequested(s) {
+				return
+			}
+			lastLogIdx, _ := r.getLastLog()
+			shouldStop = r.replicateTo(s, lastLogIdx)
+			if !shouldStop {
+				deferErr.respond(nil)
+			} else {
+				deferErr.respond(fmt.Errorf("replication failed"))
+			}
+			if !shouldStop && s.allowPipeline {
+				goto PIPELINE
+			}
+			continue
+		default:
+		}
 		select {
 		case maxIndex := <-s.stopCh:
 			// Make a best effort to replicate up to this index
@@ -507,6 +529,20 @@ SEND:
 		// other work that is ready at the same time (see replicate).
 		if isClosed(finishCh) || r.pipelineStopRequested(s, pipeline, &nextIndex) {
 			break SEND
+		}
+		// Patched (raftsnap testbed): a leadership transfer's request wins
+		// over other work ready at the same time (see replicate).
+		select {
+		case deferErr := <-s.triggerDeferErrorCh:
+			lastLogIdx, _ := r.getLastLog()
+			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
+			if !shouldStop {
+				deferErr.respond(nil)
+			} else {
+				deferErr.respond(fmt.Errorf("replication failed"))
+			}
+			continue
+		default:
 		}
 		select {
 		case <-finishCh:
